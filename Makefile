@@ -1,0 +1,38 @@
+# The README's commands. Each creates .venv from the pinned requirements when needed.
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+
+.PHONY: run test check lint typecheck bench clean
+
+$(BIN)/python:
+	$(PYTHON) -m venv $(VENV)
+
+$(VENV)/.runtime: requirements.txt | $(BIN)/python
+	$(BIN)/pip install --quiet --disable-pip-version-check -r requirements.txt
+	touch $@
+
+$(VENV)/.dev: requirements.txt requirements-dev.txt | $(BIN)/python
+	$(BIN)/pip install --quiet --disable-pip-version-check -r requirements-dev.txt
+	touch $@ $(VENV)/.runtime
+
+## run: start the emulator, web and worker on loopback (Ctrl-C stops all three)
+run: $(VENV)/.runtime
+	$(BIN)/python -m offload.cli run
+
+## test: lint, type-check, then run every test (needs PostgreSQL at 127.0.0.1:5432 for the store tests)
+test: check
+	$(BIN)/python -m pytest
+
+## check: ruff and mypy strict
+check: $(VENV)/.dev
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+	$(BIN)/mypy
+
+## bench: benchmarks against real processes on loopback (never part of test)
+bench: $(VENV)/.dev
+	$(BIN)/python -m bench
+
+clean:
+	rm -rf $(VENV) var .mypy_cache .ruff_cache .pytest_cache

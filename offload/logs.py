@@ -1,0 +1,249 @@
+"""Structured logs in Cloud Logging's shape, with the request's labels on every line.
+
+Every process (web, worker, emulator) calls :func:`configure_logging` once at start.
+Lines go to stdout through google-cloud-logging's ``StructuredLogHandler`` (the agent on
+App Engine and Cloud Run parses them) and, locally, to a size-bounded JSON file as well,
+which ``offload logs REQUEST_ID`` reads.
+
+The labels of the work in progress (``request_id``, ``job_id``, ``task``, ``attempt`` ...)
+live in a context variable set by :func:`log_context`; a filter copies them, and the
+trace, onto each record, so a plain ``logger.info("...")`` carries them.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import contextvars
+import datetime as dt
+import fcntl
+import json
+import logging
+import logging.handlers
+import os
+import sys
+from collections.abc import Iterator, Mapping
+from typing import IO, Any
+
+import google.cloud.logging_v2
+from google.cloud.logging_v2.handlers import StructuredLogHandler
+
+__all__ = [
+    "LogContext",
+    "configure_logging",
+    "current_context",
+    "log_context",
+]
+
+LABEL_KEYS = ("request_id", "job_id", "job_type", "task", "attempt", "service")
+
+
+class LogContext:
+    """Labels and trace of the work this thread or task is doing now."""
+
+    __slots__ = ("labels", "trace", "span_id", "trace_sampled")
+
+    def __init__(
+        self,
+        labels: Mapping[str, str] | None = None,
+        trace: str | None = None,
+        span_id: str | None = None,
+        trace_sampled: bool = False,
+    ) -> None:
+        self.labels: dict[str, str] = dict(labels or {})
+        self.trace = trace
+        self.span_id = span_id
+        self.trace_sampled = trace_sampled
+
+
+_context: contextvars.ContextVar[LogContext | None] = contextvars.ContextVar(
+    "offload_log_context", default=None
+)
+
+
+def current_context() -> LogContext | None:
+    """The log context of the work in progress, if any."""
+    return _context.get()
+
+
+@contextlib.contextmanager
+def log_context(
+    *,
+    trace: str | None = None,
+    span_id: str | None = None,
+    trace_sampled: bool | None = None,
+    **labels: object,
+) -> Iterator[LogContext]:
+    """Add labels (and optionally a trace) to every line logged inside the block."""
+    parent = _context.get()
+    merged = dict(parent.labels) if parent else {}
+    merged.update({k: str(v) for k, v in labels.items() if v is not None})
+    ctx = LogContext(
+        merged,
+        trace if trace is not None else (parent.trace if parent else None),
+        span_id if span_id is not None else (parent.span_id if parent else None),
+        trace_sampled
+        if trace_sampled is not None
+        else (parent.trace_sampled if parent else False),
+    )
+    token = _context.set(ctx)
+    try:
+        yield ctx
+    finally:
+        _context.reset(token)
+
+
+class _ContextFilter(logging.Filter):
+    """Copy the context's labels and trace onto the record before Cloud's filter runs."""
+
+    def __init__(self, service: str, project_id: str) -> None:
+        super().__init__()
+        self.service = service
+        self.project_id = project_id
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        ctx = _context.get()
+        labels: dict[str, str] = {"service": self.service}
+        if ctx is not None:
+            labels.update(ctx.labels)
+            if ctx.trace and not hasattr(record, "trace"):
+                record.trace = f"projects/{self.project_id}/traces/{ctx.trace}"
+                record.span_id = ctx.span_id or ""
+                record.trace_sampled = ctx.trace_sampled
+        extra = getattr(record, "labels", None)
+        if isinstance(extra, Mapping):
+            labels.update({str(k): str(v) for k, v in extra.items()})
+        record.labels = labels
+        return True
+
+
+class _CloudLineHandler(StructuredLogHandler):
+    """StructuredLogHandler that also writes ``time`` (RFC 3339), which Cloud Logging reads."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        line: str = super().format(record)
+        stamp = dt.datetime.fromtimestamp(record.created, dt.UTC).isoformat(
+            timespec="microseconds"
+        )
+        return '{"time": "' + stamp.replace("+00:00", "Z") + '", ' + line[1:]
+
+
+class SharedRotatingFileHandler(logging.handlers.WatchedFileHandler):
+    """Append-only JSON lines file, bounded in size, shared by several processes.
+
+    Each line is one ``write`` on an ``O_APPEND`` file, so lines of gunicorn workers
+    never interleave. The process that sees the file past ``max_bytes`` rotates it
+    under an ``flock``; the others notice the new inode and reopen.
+    """
+
+    def __init__(self, filename: str, max_bytes: int, backup_count: int) -> None:
+        super().__init__(filename, encoding="utf-8")
+        self.max_bytes = max_bytes
+        self.backup_count = backup_count
+
+    def emit(self, record: logging.LogRecord) -> None:
+        super().emit(record)
+        stream: IO[str] | None = self.stream
+        if stream is None or self.max_bytes <= 0:
+            return
+        try:
+            if stream.tell() >= self.max_bytes:
+                self._rotate()
+        except OSError:
+            self.handleError(record)
+
+    def _rotate(self) -> None:
+        with open(self.baseFilename + ".lock", "a") as lock:
+            fcntl.flock(lock, fcntl.LOCK_EX)
+            try:
+                if os.stat(self.baseFilename).st_size < self.max_bytes:
+                    return  # another process rotated it already
+            except FileNotFoundError:
+                return
+            for i in range(self.backup_count - 1, 0, -1):
+                src = f"{self.baseFilename}.{i}"
+                if os.path.exists(src):
+                    os.replace(src, f"{self.baseFilename}.{i + 1}")
+            if self.backup_count > 0:
+                os.replace(self.baseFilename, f"{self.baseFilename}.1")
+            else:
+                os.truncate(self.baseFilename, 0)
+        self.reopenIfNeeded()
+
+
+_configured: str | None = None
+
+
+def configure_logging(
+    service: str,
+    *,
+    level: str = "INFO",
+    project_id: str = "local",
+    log_dir: str | None = None,
+    max_file_bytes: int = 10 * 1024 * 1024,
+    backup_count: int = 3,
+    stream: IO[str] | None = None,
+) -> None:
+    """Send every log line of this process to stdout (and ``log_dir``) as Cloud Logging JSON.
+
+    Idempotent: a second call in the same process changes nothing, so lines never double.
+    """
+    global _configured
+    if _configured is not None:
+        return
+    _configured = service
+    # The library logs a one-off diagnostic line without our labels; skip it.
+    google.cloud.logging_v2._instrumentation_emitted = True
+
+    context_filter = _ContextFilter(service, project_id)
+    handlers: list[logging.Handler] = [
+        _CloudLineHandler(project_id=project_id, stream=stream or sys.stdout)
+    ]
+    if log_dir:
+        os.makedirs(log_dir, exist_ok=True)
+        file_handler = SharedRotatingFileHandler(
+            os.path.join(log_dir, f"{service}.log"), max_file_bytes, backup_count
+        )
+        file_handler.setFormatter(_JsonLineFormatter(project_id))
+        handlers.append(file_handler)
+
+    root = logging.getLogger()
+    for old in list(root.handlers):
+        root.removeHandler(old)
+    for handler in handlers:
+        handler.filters.insert(0, context_filter)  # before Cloud's own filter
+        root.addHandler(handler)
+    root.setLevel(level.upper())
+    # Quiet chatty libraries; their warnings still come through.
+    for name in ("urllib3", "google.auth", "grpc", "gunicorn.access"):
+        logging.getLogger(name).setLevel(logging.WARNING)
+    # gunicorn's own error log: send through the root handlers, no second copy.
+    gunicorn_error = logging.getLogger("gunicorn.error")
+    gunicorn_error.handlers = []
+    gunicorn_error.propagate = True
+
+
+def reset_logging_for_tests() -> None:
+    """Forget the process's logging set-up (tests only)."""
+    global _configured
+    _configured = None
+
+
+class _JsonLineFormatter(logging.Formatter):
+    """The file copy of a line: the same JSON the stdout handler prints."""
+
+    def __init__(self, project_id: str) -> None:
+        super().__init__()
+        self._line = _CloudLineHandler(project_id=project_id, stream=sys.stdout)
+
+    def format(self, record: logging.LogRecord) -> str:
+        self._line.filter(record)  # Cloud's filter: fills the fields the line is built from
+        return self._line.format(record)
+
+
+def parse_line(line: str) -> dict[str, Any] | None:
+    """One JSON log line as a dict, or None when the line is not ours."""
+    try:
+        value = json.loads(line)
+    except ValueError:
+        return None
+    return value if isinstance(value, dict) else None
