@@ -30,6 +30,7 @@ from google.cloud.logging_v2.handlers import StructuredLogHandler
 __all__ = [
     "LogContext",
     "configure_logging",
+    "configure_logging_from",
     "current_context",
     "log_context",
 ]
@@ -81,9 +82,7 @@ def log_context(
         merged,
         trace if trace is not None else (parent.trace if parent else None),
         span_id if span_id is not None else (parent.span_id if parent else None),
-        trace_sampled
-        if trace_sampled is not None
-        else (parent.trace_sampled if parent else False),
+        trace_sampled if trace_sampled is not None else (parent.trace_sampled if parent else False),
     )
     token = _context.set(ctx)
     try:
@@ -119,11 +118,12 @@ class _ContextFilter(logging.Filter):
 class _CloudLineHandler(StructuredLogHandler):
     """StructuredLogHandler that also writes ``time`` (RFC 3339), which Cloud Logging reads."""
 
+    def __init__(self, *, project_id: str, stream: IO[str]) -> None:
+        super().__init__(project_id=project_id, stream=stream)  # type: ignore[no-untyped-call]
+
     def format(self, record: logging.LogRecord) -> str:
-        line: str = super().format(record)
-        stamp = dt.datetime.fromtimestamp(record.created, dt.UTC).isoformat(
-            timespec="microseconds"
-        )
+        line = str(super().format(record))  # type: ignore[no-untyped-call]
+        stamp = dt.datetime.fromtimestamp(record.created, dt.UTC).isoformat(timespec="microseconds")
         return '{"time": "' + stamp.replace("+00:00", "Z") + '", ' + line[1:]
 
 
@@ -220,6 +220,18 @@ def configure_logging(
     gunicorn_error = logging.getLogger("gunicorn.error")
     gunicorn_error.handlers = []
     gunicorn_error.propagate = True
+
+
+def configure_logging_from(service: str, config: Mapping[str, Any]) -> None:
+    """:func:`configure_logging` with the ``LOG_*`` and ``PROJECT_ID`` settings of ``config``."""
+    configure_logging(
+        service,
+        level=str(config["LOG_LEVEL"]),
+        project_id=str(config["PROJECT_ID"]),
+        log_dir=str(config["LOG_DIR"]) or None,
+        max_file_bytes=int(config["LOG_FILE_MAX_BYTES"]),
+        backup_count=int(config["LOG_FILE_BACKUPS"]),
+    )
 
 
 def reset_logging_for_tests() -> None:

@@ -1,0 +1,25 @@
+"""gunicorn settings for both services (gunicorn reads ./gunicorn.conf.py by itself).
+
+Start each service with ``--name web`` or ``--name worker``; the name labels its logs.
+"""
+
+import os
+
+# Deadlines are raised by SIGALRM, which only reaches a process's main thread:
+# sync workers handle one request at a time, in their main thread.
+worker_class = "sync"
+threads = 1
+# The app writes one access line per request (with httpRequest) itself.
+accesslog = None
+logger_class = "offload.gunicorn_logger.Logger"
+# Each worker process builds its own app, store engine and gRPC channel after the fork.
+preload_app = False
+forwarded_allow_ips = "127.0.0.1"
+
+
+def on_starting(server):  # type: ignore[no-untyped-def]
+    """Tell the worker app gunicorn's real timeout, which its start-up check compares."""
+    if server.cfg.proc_name == "worker":
+        if server.cfg.worker_class_str != "sync" or server.cfg.threads != 1:
+            raise SystemExit("the worker must run sync gunicorn workers (deadlines use SIGALRM)")
+        os.environ["OFFLOAD_WORKER_TIMEOUT_SECONDS"] = str(server.cfg.timeout)

@@ -1,0 +1,159 @@
+"""Creating and deleting the Cloud Task of a job, through the real client library.
+
+One :class:`TaskQueue` per process (in ``app.extensions``). Pointed at the emulator by
+``OFFLOAD_TASKS_EMULATOR_HOST``; at real Cloud Tasks with Application Default
+Credentials when that is empty.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import logging
+from collections.abc import Mapping
+from typing import Any
+
+import grpc
+from google.api_core import exceptions as gexc
+from google.api_core import retry as gretry
+from google.cloud import tasks_v2
+from google.cloud.tasks_v2.services.cloud_tasks.transports import CloudTasksGrpcTransport
+from google.protobuf import duration_pb2, timestamp_pb2
+
+from offload.errors import ConfigError, EnqueueError
+
+__all__ = ["TaskEnvelope", "TaskQueue", "dispatch_deadline_for"]
+
+log = logging.getLogger(__name__)
+
+# Cloud Tasks' accepted dispatch_deadline ranges (see shared/CLOUD_TASKS.md).
+_MIN_DISPATCH = 15.0
+_MAX_DISPATCH = {"appengine": 24 * 3600.0 + 15.0, "http": 30 * 60.0}
+_RETRYABLE = (gexc.ServiceUnavailable, gexc.DeadlineExceeded, gexc.InternalServerError)
+
+
+def dispatch_deadline_for(budget_seconds: float, margin_seconds: float, target: str) -> float:
+    """The task's dispatch_deadline: the job's budget plus a margin, in Cloud Tasks' range."""
+    return min(max(budget_seconds + margin_seconds, _MIN_DISPATCH), _MAX_DISPATCH[target])
+
+
+class TaskEnvelope(dict[str, str]):
+    """A task's small JSON body: job id, type, request id (the payload stays in the store)."""
+
+    @classmethod
+    def make(cls, *, job_id: str, job_type: str, request_id: str) -> TaskEnvelope:
+        """Build an envelope from its three ids."""
+        return cls(job_id=job_id, type=job_type, request_id=request_id)
+
+    def encode(self) -> bytes:
+        """The task body."""
+        return json.dumps(self, separators=(",", ":")).encode()
+
+
+class TaskQueue:
+    """The queue jobs are enqueued on."""
+
+    def __init__(self, config: Mapping[str, Any]) -> None:
+        self.target = str(config["TASK_TARGET"])
+        if self.target not in _MAX_DISPATCH:
+            raise ConfigError("OFFLOAD_TASK_TARGET must be 'appengine' or 'http'")
+        self.worker_service = str(config["WORKER_SERVICE"])
+        self.worker_url = str(config["WORKER_URL"]).rstrip("/")
+        self.task_path = str(config["TASK_PATH"])
+        self.service_account = str(config["TASK_SERVICE_ACCOUNT"])
+        self.audience = str(config.get("OIDC_AUDIENCE") or self.worker_url)
+        self.timeout = float(config["ENQUEUE_TIMEOUT_SECONDS"])
+        self.margin = float(config["DISPATCH_MARGIN_SECONDS"])
+        if self.target == "http" and not (self.worker_url and self.service_account):
+            raise ConfigError(
+                "HTTP targets need OFFLOAD_WORKER_URL and OFFLOAD_TASK_SERVICE_ACCOUNT"
+            )
+        emulator = str(config["TASKS_EMULATOR_HOST"])
+        if emulator:
+            self._channel: grpc.Channel | None = grpc.insecure_channel(emulator)
+            transport = CloudTasksGrpcTransport(channel=self._channel)
+            self.client = tasks_v2.CloudTasksClient(transport=transport)
+        else:
+            self._channel = None
+            self.client = tasks_v2.CloudTasksClient()
+        self.queue_path = self.client.queue_path(
+            project=config["PROJECT_ID"], location=config["LOCATION"], queue=config["QUEUE"]
+        )
+        self._retry = gretry.Retry(
+            initial=0.1,
+            maximum=1.0,
+            multiplier=2.0,
+            timeout=self.timeout,
+            predicate=gretry.if_exception_type(*_RETRYABLE),
+        )
+
+    def task_name(self, task_id: str) -> str:
+        """The full resource name of a task of this queue."""
+        return f"{self.queue_path}/tasks/{task_id}"
+
+    def enqueue(
+        self,
+        *,
+        task_id: str,
+        envelope: TaskEnvelope,
+        headers: Mapping[str, str],
+        budget_seconds: float,
+        schedule_time: dt.datetime | None = None,
+    ) -> str:
+        """Create the task; an ``ALREADY_EXISTS`` (a retried enqueue) counts as done."""
+        name = self.task_name(task_id)
+        all_headers = {"Content-Type": "application/json", **headers}
+        task = tasks_v2.Task(
+            name=name,
+            dispatch_deadline=duration_pb2.Duration(
+                seconds=int(dispatch_deadline_for(budget_seconds, self.margin, self.target))
+            ),
+        )
+        if self.target == "appengine":
+            task.app_engine_http_request = tasks_v2.AppEngineHttpRequest(
+                http_method=tasks_v2.HttpMethod.POST,
+                app_engine_routing=tasks_v2.AppEngineRouting(service=self.worker_service),
+                relative_uri=self.task_path,
+                headers=all_headers,
+                body=envelope.encode(),
+            )
+        else:
+            task.http_request = tasks_v2.HttpRequest(
+                http_method=tasks_v2.HttpMethod.POST,
+                url=self.worker_url + self.task_path,
+                headers=all_headers,
+                body=envelope.encode(),
+                oidc_token=tasks_v2.OidcToken(
+                    service_account_email=self.service_account, audience=self.audience
+                ),
+            )
+        if schedule_time is not None:
+            stamp = timestamp_pb2.Timestamp()
+            stamp.FromDatetime(schedule_time)
+            task.schedule_time = stamp
+        try:
+            self.client.create_task(
+                parent=self.queue_path, task=task, retry=self._retry, timeout=self.timeout
+            )
+        except gexc.AlreadyExists:
+            log.info("task %s already exists: an earlier enqueue of this job succeeded", name)
+        except gexc.GoogleAPICallError as e:
+            raise EnqueueError(f"Cloud Tasks refused the task: {e.code} {e.message}") from e
+        except gexc.RetryError as e:
+            raise EnqueueError(f"Cloud Tasks did not answer within {self.timeout:g}s") from e
+        return name
+
+    def delete(self, task_name: str) -> bool:
+        """Delete a task; False when it no longer exists (ran or was deleted already)."""
+        try:
+            self.client.delete_task(name=task_name, retry=self._retry, timeout=self.timeout)
+        except gexc.NotFound:
+            return False
+        except (gexc.GoogleAPICallError, gexc.RetryError) as e:
+            raise EnqueueError(f"could not delete task {task_name}: {e}") from e
+        return True
+
+    def close(self) -> None:
+        """Close the gRPC channel."""
+        if self._channel is not None:
+            self._channel.close()

@@ -1,0 +1,60 @@
+"""The project's exceptions, under one base.
+
+Jobs raise :class:`PermanentError` (never retried) or :class:`TransientError` (retried by
+Cloud Tasks); any other exception from a job counts as transient. The worker raises
+:class:`DeadlineExceededError` and :class:`CancelledError` inside a running job.
+"""
+
+from __future__ import annotations
+
+__all__ = [
+    "CancelledError",
+    "ConfigError",
+    "DeadlineExceededError",
+    "EnqueueError",
+    "JobError",
+    "OffloadError",
+    "PermanentError",
+    "StoreError",
+    "TransientError",
+]
+
+
+class OffloadError(Exception):
+    """Base of every error this project raises."""
+
+
+class ConfigError(OffloadError):
+    """The configuration is invalid or inconsistent; the process refuses to start."""
+
+
+class StoreError(OffloadError):
+    """The job store failed."""
+
+
+class EnqueueError(OffloadError):
+    """Cloud Tasks did not accept the task; the submission may be retried later."""
+
+
+class JobError(OffloadError):
+    """Base of the errors a job handler raises to steer retries."""
+
+
+class PermanentError(JobError):
+    """The job cannot succeed, however often it is retried: fail it now."""
+
+
+class TransientError(JobError):
+    """The job failed for a passing reason: let Cloud Tasks retry it."""
+
+
+class DeadlineExceededError(BaseException):
+    """The job's time budget is spent.
+
+    Derived from ``BaseException`` like App Engine's historic ``DeadlineExceededError``,
+    so a job's ``except Exception`` does not swallow it by accident.
+    """
+
+
+class CancelledError(BaseException):
+    """The job was cancelled while it ran; raised at its next progress or deadline check."""

@@ -1,0 +1,44 @@
+"""Job ids: time-ordered, URL- and task-name-safe."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import re
+import time
+
+__all__ = ["is_job_id", "new_job_id", "task_id_for"]
+
+_ALPHABET = "0123456789abcdefghjkmnpqrstvwxyz"  # Crockford base32, lower case
+_JOB_ID = re.compile(r"^[0-9a-hjkmnp-tv-z]{26}$")
+
+
+def _b32(value: int, length: int) -> str:
+    chars = []
+    for _ in range(length):
+        value, rem = divmod(value, 32)
+        chars.append(_ALPHABET[rem])
+    return "".join(reversed(chars))
+
+
+def new_job_id() -> str:
+    """A 26-character ULID-style id: 48-bit milliseconds then 80 random bits.
+
+    Ids sort by creation time, which lets ``GET /jobs`` page newest first by id alone.
+    """
+    millis = time.time_ns() // 1_000_000
+    return _b32(millis, 10) + _b32(int.from_bytes(os.urandom(10), "big"), 16)
+
+
+def is_job_id(value: str) -> bool:
+    """Whether ``value`` has the shape of a job id."""
+    return bool(_JOB_ID.match(value))
+
+
+def task_id_for(job_id: str) -> str:
+    """The Cloud Tasks task id of a job: stable, so a retried enqueue is deduplicated.
+
+    A short hash goes first because Cloud Tasks advises against sequential task names
+    (time-ordered ids would concentrate load on one key range).
+    """
+    return hashlib.sha256(job_id.encode()).hexdigest()[:8] + "-" + job_id

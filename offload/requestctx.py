@@ -1,0 +1,145 @@
+"""Request ids and traces: taken from the request (when safe), echoed, put on every log line.
+
+The request id comes from a valid incoming ``X-Request-ID``, else App Engine's
+``X-Appengine-Request-Log-Id``, else a new one. Only a restricted character set and
+length are accepted, so nothing a client sends can break a log line or a header.
+The trace comes from ``traceparent``, else ``X-Cloud-Trace-Context``, else a new one.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import re
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+from flask import Flask, Response, g, request
+from werkzeug.datastructures import Headers
+
+from offload.logs import log_context
+
+HeaderMap = Mapping[str, str] | Headers
+
+__all__ = [
+    "HeaderMap",
+    "TraceContext",
+    "current_request_id",
+    "current_trace",
+    "init_app",
+    "parse_trace",
+    "pick_request_id",
+]
+
+log = logging.getLogger("offload.access")
+
+REQUEST_ID_HEADER = "X-Request-ID"
+_REQUEST_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:-]{0,127}$")
+_TRACEPARENT = re.compile(r"^00-([0-9a-f]{32})-([0-9a-f]{16})-([0-9a-f]{2})$")
+_CLOUD_TRACE = re.compile(r"^([0-9a-fA-F]{32})(?:/(\d{1,20}))?(?:;o=([01]))?$")
+
+
+@dataclass(frozen=True)
+class TraceContext:
+    """A W3C trace: 32 hex trace id, 16 hex span id, sampled flag."""
+
+    trace_id: str
+    span_id: str
+    sampled: bool
+
+    def traceparent(self) -> str:
+        """The W3C ``traceparent`` header value for a child of this span."""
+        return f"00-{self.trace_id}-{self.span_id}-{'01' if self.sampled else '00'}"
+
+
+def new_request_id() -> str:
+    """A fresh request id (32 hex characters)."""
+    return os.urandom(16).hex()
+
+
+def pick_request_id(headers: HeaderMap) -> str:
+    """The request id: a valid ``X-Request-ID``, else App Engine's log id, else a new one."""
+    for name in (REQUEST_ID_HEADER, "X-Appengine-Request-Log-Id"):
+        value = headers.get(name)
+        if value and _REQUEST_ID.match(value):
+            return value
+    return new_request_id()
+
+
+def parse_trace(headers: HeaderMap) -> TraceContext:
+    """The incoming trace (``traceparent``, else ``X-Cloud-Trace-Context``), else a new one."""
+    match = _TRACEPARENT.match(headers.get("traceparent", "").strip())
+    if match and match.group(1) != "0" * 32 and match.group(2) != "0" * 16:
+        return TraceContext(match.group(1), match.group(2), int(match.group(3), 16) & 1 == 1)
+    match = _CLOUD_TRACE.match(headers.get("X-Cloud-Trace-Context", "").strip())
+    if match:
+        span = int(match.group(2) or 0) & (2**64 - 1)
+        span_hex = f"{span:016x}" if span else os.urandom(8).hex()
+        return TraceContext(match.group(1).lower(), span_hex, match.group(3) == "1")
+    return TraceContext(os.urandom(16).hex(), os.urandom(8).hex(), False)
+
+
+def current_request_id() -> str:
+    """The request id of the request being handled."""
+    value: str = g.request_id
+    return value
+
+
+def current_trace() -> TraceContext:
+    """The trace of the request being handled."""
+    value: TraceContext = g.trace
+    return value
+
+
+def init_app(app: Flask) -> None:
+    """Give every request an id and a trace, label its log lines, and log one access line."""
+
+    @app.before_request
+    def _start() -> None:
+        g.request_started = time.perf_counter()
+        g.request_id = pick_request_id(request.headers)
+        g.trace = parse_trace(request.headers)
+        ctx = log_context(
+            request_id=g.request_id,
+            trace=g.trace.trace_id,
+            span_id=g.trace.span_id,
+            trace_sampled=g.trace.sampled,
+        )
+        ctx.__enter__()
+        g.log_context = ctx
+
+    @app.after_request
+    def _finish(response: Response) -> Response:
+        request_id = g.get("request_id")
+        if request_id is None:  # failed before our before_request ran
+            request_id = pick_request_id(request.headers)
+        response.headers[REQUEST_ID_HEADER] = request_id
+        started = g.get("request_started")
+        latency = time.perf_counter() - started if started is not None else 0.0
+        log.info(
+            "%s %s %s",
+            request.method,
+            request.path,
+            response.status_code,
+            extra={
+                "http_request": {
+                    "requestMethod": request.method,
+                    "requestUrl": request.url,
+                    "status": response.status_code,
+                    "latency": f"{latency:.6f}s",
+                    "userAgent": request.user_agent.string,
+                    "remoteIp": request.remote_addr,
+                    "requestSize": str(request.content_length or 0),
+                    "responseSize": str(response.calculate_content_length() or 0),
+                    "protocol": request.environ.get("SERVER_PROTOCOL"),
+                }
+            },
+        )
+        return response
+
+    @app.teardown_request
+    def _end(_exc: BaseException | None) -> None:
+        ctx = g.pop("log_context", None)
+        if ctx is not None:
+            ctx.__exit__(None, None, None)

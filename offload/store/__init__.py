@@ -1,0 +1,33 @@
+"""The job store (SQLite locally, PostgreSQL in production), shared by web and worker."""
+
+from __future__ import annotations
+
+from offload.store.jobstore import CancelOutcome, Claim, JobStore, NewJob, utcnow
+from offload.store.models import (
+    CANCELLED,
+    FAILED,
+    FINISHED,
+    QUEUED,
+    RUNNING,
+    STATUSES,
+    SUCCEEDED,
+    Attempt,
+    Job,
+)
+
+__all__ = [
+    "CANCELLED",
+    "FAILED",
+    "FINISHED",
+    "QUEUED",
+    "RUNNING",
+    "STATUSES",
+    "SUCCEEDED",
+    "Attempt",
+    "CancelOutcome",
+    "Claim",
+    "Job",
+    "JobStore",
+    "NewJob",
+    "utcnow",
+]

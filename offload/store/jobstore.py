@@ -1,0 +1,480 @@
+"""The job store: every status change is one conditional UPDATE.
+
+The ``WHERE`` clause of each change names the statuses it may leave, so a finished job
+never moves back to running, and two workers claiming one job cannot both win: SQLite
+runs a single UPDATE atomically, and PostgreSQL re-checks the ``WHERE`` of a row it had
+to wait for (READ COMMITTED), so the same statement is safe on both.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+import os
+import secrets
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy import (
+    Connection,
+    Engine,
+    Row,
+    and_,
+    create_engine,
+    event,
+    insert,
+    or_,
+    select,
+    text,
+    update,
+)
+from sqlalchemy.engine import make_url
+from sqlalchemy.exc import IntegrityError, OperationalError, ProgrammingError, SQLAlchemyError
+
+from offload.errors import StoreError
+from offload.store.models import (
+    CANCELLED,
+    FAILED,
+    FINISHED,
+    QUEUED,
+    RUNNING,
+    Attempt,
+    Job,
+)
+from offload.store.schema import attempts, jobs, metadata
+
+__all__ = ["CancelOutcome", "Claim", "JobStore", "NewJob", "utcnow"]
+
+log = logging.getLogger(__name__)
+
+
+def utcnow() -> dt.datetime:
+    """The current time, aware, in UTC."""
+    return dt.datetime.now(dt.UTC)
+
+
+@dataclass(frozen=True)
+class NewJob:
+    """What ``web`` records before it enqueues the task."""
+
+    id: str
+    type: str
+    payload: dict[str, Any]
+    request_id: str
+    trace: str | None
+    max_attempts: int
+    deadline_seconds: float
+    task_name: str
+    scheduled_at: dt.datetime | None = None
+    idempotency_key: str | None = None
+    request_hash: str | None = None
+
+
+@dataclass(frozen=True)
+class Claim:
+    """The result of a worker's attempt to take a job: ``job`` is set only if it won."""
+
+    won: bool
+    job: Job | None
+    token: str | None = None
+
+
+@dataclass(frozen=True)
+class CancelOutcome:
+    """What ``cancel`` did: ``cancelled`` (was queued), ``requested`` (running), ``finished``."""
+
+    outcome: str
+    job: Job
+
+
+def _engine_for(url: str, pool_size: int) -> Engine:
+    parsed = make_url(url)
+    if parsed.drivername in ("postgresql", "postgres"):
+        parsed = parsed.set(drivername="postgresql+psycopg")
+    if parsed.get_backend_name() == "sqlite":
+        if parsed.database and parsed.database != ":memory:":
+            os.makedirs(os.path.dirname(os.path.abspath(parsed.database)), exist_ok=True)
+        engine = create_engine(parsed, connect_args={"timeout": 30})
+
+        @event.listens_for(engine, "connect")
+        def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
+            # WAL lets readers and one writer work at once across processes;
+            # busy_timeout makes a second writer wait instead of failing.
+            cur = dbapi_conn.cursor()
+            cur.execute("PRAGMA journal_mode=WAL")
+            cur.execute("PRAGMA synchronous=NORMAL")
+            cur.execute("PRAGMA busy_timeout=30000")
+            cur.execute("PRAGMA foreign_keys=ON")
+            cur.close()
+
+        return engine
+    return create_engine(
+        parsed,
+        pool_size=pool_size,
+        max_overflow=pool_size,
+        pool_pre_ping=True,
+        pool_recycle=1800,
+    )
+
+
+def _job(row: Row[Any], attempt_rows: Sequence[Row[Any]] = ()) -> Job:
+    m = row._mapping
+    return Job(
+        id=m["id"],
+        type=m["type"],
+        status=m["status"],
+        reason=m["reason"],
+        payload=m["payload"],
+        result=m["result"],
+        error=m["error"],
+        request_id=m["request_id"],
+        trace=m["trace"],
+        idempotency_key=m["idempotency_key"],
+        request_hash=m["request_hash"],
+        attempts=m["attempts"],
+        max_attempts=m["max_attempts"],
+        deadline_seconds=m["deadline_seconds"],
+        progress=m["progress"],
+        progress_message=m["progress_message"],
+        cancel_requested=bool(m["cancel_requested"]),
+        task_name=m["task_name"],
+        lease_token=m["lease_token"],
+        lease_expires_at=m["lease_expires_at"],
+        created_at=m["created_at"],
+        updated_at=m["updated_at"],
+        scheduled_at=m["scheduled_at"],
+        started_at=m["started_at"],
+        finished_at=m["finished_at"],
+        attempt_log=tuple(
+            Attempt(
+                number=a.number,
+                started_at=a.started_at,
+                finished_at=a.finished_at,
+                outcome=a.outcome,
+                error=a.error,
+            )
+            for a in attempt_rows
+        ),
+    )
+
+
+class JobStore:
+    """Jobs and their attempts in SQLite or PostgreSQL."""
+
+    def __init__(self, url: str, *, pool_size: int = 5) -> None:
+        try:
+            self.engine = _engine_for(url, pool_size)
+        except (SQLAlchemyError, ValueError) as e:
+            raise StoreError(f"cannot open job store: {e}") from e
+
+    @property
+    def dialect(self) -> str:
+        """``sqlite`` or ``postgresql``."""
+        return self.engine.dialect.name
+
+    def create_schema(self) -> None:
+        """Create the tables and indexes if missing; safe when several processes race."""
+        for attempt in range(5):
+            try:
+                with self.engine.begin() as conn:
+                    if self.dialect == "postgresql":
+                        conn.execute(text("SELECT pg_advisory_xact_lock(5186120)"))
+                    metadata.create_all(conn, checkfirst=True)
+                return
+            except (OperationalError, ProgrammingError, IntegrityError):
+                # Another process created a table between our check and our CREATE.
+                if attempt == 4:
+                    raise
+                time.sleep(0.05 * (attempt + 1))
+
+    def dispose(self) -> None:
+        """Close every pooled connection."""
+        self.engine.dispose()
+
+    # -- web side ---------------------------------------------------------------
+
+    def insert(self, new: NewJob) -> tuple[Job, bool]:
+        """Record a queued job; with an idempotency key already used, return that job."""
+        now = utcnow()
+        values = {
+            "id": new.id,
+            "type": new.type,
+            "status": QUEUED,
+            "payload": new.payload,
+            "request_id": new.request_id,
+            "trace": new.trace,
+            "idempotency_key": new.idempotency_key,
+            "request_hash": new.request_hash,
+            "attempts": 0,
+            "max_attempts": new.max_attempts,
+            "deadline_seconds": new.deadline_seconds,
+            "cancel_requested": False,
+            "task_name": new.task_name,
+            "created_at": now,
+            "updated_at": now,
+            "scheduled_at": new.scheduled_at,
+        }
+        try:
+            with self.engine.begin() as conn:
+                conn.execute(insert(jobs).values(**values))
+        except IntegrityError:
+            if new.idempotency_key is None:
+                raise
+            existing = self.get_by_idempotency_key(new.idempotency_key)
+            if existing is None:  # the holder released the key meanwhile
+                return self.insert(new)
+            return existing, False
+        job = self.get(new.id)
+        assert job is not None
+        return job, True
+
+    def get_by_idempotency_key(self, key: str) -> Job | None:
+        """The job submitted with this idempotency key, if any."""
+        with self.engine.connect() as conn:
+            row = conn.execute(select(jobs).where(jobs.c.idempotency_key == key)).first()
+            return None if row is None else self._with_attempts(conn, row)
+
+    def get(self, job_id: str) -> Job | None:
+        """One job with its attempts, or None."""
+        with self.engine.connect() as conn:
+            row = conn.execute(select(jobs).where(jobs.c.id == job_id)).first()
+            return None if row is None else self._with_attempts(conn, row)
+
+    def _with_attempts(self, conn: Connection, row: Row[Any]) -> Job:
+        rows = conn.execute(
+            select(attempts)
+            .where(attempts.c.job_id == row._mapping["id"])
+            .order_by(attempts.c.number, attempts.c.id)
+        ).all()
+        return _job(row, rows)
+
+    def list(
+        self,
+        *,
+        status: str | None = None,
+        type: str | None = None,
+        before: str | None = None,
+        limit: int = 50,
+    ) -> list[Job]:
+        """A page of jobs, newest first; ``before`` is the id the previous page ended at."""
+        query = select(jobs)
+        if status is not None:
+            query = query.where(jobs.c.status == status)
+        if type is not None:
+            query = query.where(jobs.c.type == type)
+        if before is not None:
+            query = query.where(jobs.c.id < before)
+        query = query.order_by(jobs.c.id.desc()).limit(limit)
+        with self.engine.connect() as conn:
+            return [_job(row) for row in conn.execute(query).all()]
+
+    def mark_enqueue_failed(self, job_id: str, detail: str) -> None:
+        """The task could not be created: end the job so none stays queued without a task.
+
+        The idempotency key is released, so the client's retry of the submission makes a
+        new job instead of finding this dead one.
+        """
+        now = utcnow()
+        with self.engine.begin() as conn:
+            conn.execute(
+                update(jobs)
+                .where(jobs.c.id == job_id, jobs.c.status == QUEUED)
+                .values(
+                    status=FAILED,
+                    reason="enqueue_failed",
+                    error={"type": "enqueue_failed", "message": detail},
+                    idempotency_key=None,
+                    finished_at=now,
+                    updated_at=now,
+                )
+            )
+
+    def cancel(self, job_id: str) -> CancelOutcome | None:
+        """Cancel a queued job, or ask a running one to stop; None for an unknown id."""
+        for _ in range(3):  # the job may change status between our two UPDATEs
+            now = utcnow()
+            with self.engine.begin() as conn:
+                done = conn.execute(
+                    update(jobs)
+                    .where(jobs.c.id == job_id, jobs.c.status == QUEUED)
+                    .values(
+                        status=CANCELLED,
+                        reason="cancelled_by_client",
+                        cancel_requested=True,
+                        finished_at=now,
+                        updated_at=now,
+                    )
+                ).rowcount
+                if not done:
+                    asked = conn.execute(
+                        update(jobs)
+                        .where(jobs.c.id == job_id, jobs.c.status == RUNNING)
+                        .values(cancel_requested=True, updated_at=now)
+                    ).rowcount
+            job = self.get(job_id)
+            if job is None:
+                return None
+            if done:
+                return CancelOutcome("cancelled", job)
+            if asked:
+                return CancelOutcome("requested", job)
+            if job.status in FINISHED:
+                return CancelOutcome("finished", job)
+        raise StoreError(f"job {job_id} kept changing status while being cancelled")
+
+    # -- worker side ------------------------------------------------------------
+
+    def claim(self, job_id: str, *, attempt: int, lease_seconds: float) -> Claim:
+        """Take a queued job (or one whose previous runner's lease ran out) to run it.
+
+        Exactly one of several concurrent callers wins. An attempt left open by a runner
+        that died is closed as ``interrupted``.
+        """
+        token = secrets.token_hex(16)
+        now = utcnow()
+        with self.engine.begin() as conn:
+            won = conn.execute(
+                update(jobs)
+                .where(
+                    jobs.c.id == job_id,
+                    or_(
+                        jobs.c.status == QUEUED,
+                        and_(jobs.c.status == RUNNING, jobs.c.lease_expires_at < now),
+                    ),
+                )
+                .values(
+                    status=RUNNING,
+                    attempts=jobs.c.attempts + 1,
+                    lease_token=token,
+                    lease_expires_at=now + dt.timedelta(seconds=lease_seconds),
+                    started_at=now,
+                    updated_at=now,
+                )
+            ).rowcount
+            if won:
+                conn.execute(
+                    update(attempts)
+                    .where(attempts.c.job_id == job_id, attempts.c.finished_at.is_(None))
+                    .values(
+                        finished_at=now,
+                        outcome="interrupted",
+                        error="the runner stopped without answering (killed or timed out)",
+                    )
+                )
+                conn.execute(insert(attempts).values(job_id=job_id, number=attempt, started_at=now))
+        job = self.get(job_id)
+        if won and job is not None:
+            return Claim(True, job, token)
+        return Claim(False, job)
+
+    def finish(
+        self,
+        job_id: str,
+        token: str,
+        *,
+        status: str,
+        reason: str | None = None,
+        result: Any = None,
+        error: dict[str, Any] | None = None,
+        outcome: str,
+    ) -> bool:
+        """End a claimed job (succeeded, failed, cancelled); False if the claim was lost."""
+        assert status in FINISHED
+        return self._close(
+            job_id,
+            token,
+            outcome,
+            attempt_error=error,
+            status=status,
+            reason=reason,
+            result=result,
+            error=error,
+            finished_at=utcnow(),
+            lease_token=None,
+            lease_expires_at=None,
+        )
+
+    def release(self, job_id: str, token: str, *, outcome: str, error: dict[str, Any]) -> bool:
+        """Give a claimed job back to the queue after a failed attempt Cloud Tasks will retry."""
+        return self._close(
+            job_id,
+            token,
+            outcome,
+            attempt_error=error,
+            status=QUEUED,
+            reason=outcome,
+            error=error,
+            lease_token=None,
+            lease_expires_at=None,
+        )
+
+    def _close(
+        self,
+        job_id: str,
+        token: str,
+        outcome: str,
+        *,
+        attempt_error: dict[str, Any] | None,
+        **values: Any,
+    ) -> bool:
+        now = utcnow()
+        with self.engine.begin() as conn:
+            changed = conn.execute(
+                update(jobs)
+                .where(jobs.c.id == job_id, jobs.c.status == RUNNING, jobs.c.lease_token == token)
+                .values(updated_at=now, **values)
+            ).rowcount
+            if changed:
+                conn.execute(
+                    update(attempts)
+                    .where(attempts.c.job_id == job_id, attempts.c.finished_at.is_(None))
+                    .values(
+                        finished_at=now,
+                        outcome=outcome,
+                        error=None if attempt_error is None else attempt_error.get("message"),
+                    )
+                )
+        return bool(changed)
+
+    def fail_unclaimed(self, job_id: str, *, reason: str, error: dict[str, Any]) -> bool:
+        """Fail a queued job without running it (its attempts are used up)."""
+        now = utcnow()
+        with self.engine.begin() as conn:
+            return bool(
+                conn.execute(
+                    update(jobs)
+                    .where(
+                        jobs.c.id == job_id,
+                        jobs.c.status.in_((QUEUED, RUNNING)),
+                        or_(jobs.c.status == QUEUED, jobs.c.lease_expires_at < now),
+                    )
+                    .values(
+                        status=FAILED,
+                        reason=reason,
+                        error=error,
+                        finished_at=now,
+                        updated_at=now,
+                        lease_token=None,
+                        lease_expires_at=None,
+                    )
+                ).rowcount
+            )
+
+    def set_progress(self, job_id: str, token: str, fraction: float, message: str | None) -> None:
+        """Store a running job's progress."""
+        with self.engine.begin() as conn:
+            conn.execute(
+                update(jobs)
+                .where(jobs.c.id == job_id, jobs.c.lease_token == token)
+                .values(progress=fraction, progress_message=message, updated_at=utcnow())
+            )
+
+    def cancel_requested(self, job_id: str) -> bool:
+        """Whether a client asked to cancel this job."""
+        with self.engine.connect() as conn:
+            value = conn.execute(
+                select(jobs.c.cancel_requested).where(jobs.c.id == job_id)
+            ).scalar()
+        return bool(value)

@@ -1,0 +1,109 @@
+"""What the store hands out: plain, immutable job records."""
+
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import dataclass, field
+from typing import Any
+
+__all__ = ["FINISHED", "STATUSES", "Attempt", "Job"]
+
+QUEUED = "queued"
+RUNNING = "running"
+SUCCEEDED = "succeeded"
+FAILED = "failed"
+CANCELLED = "cancelled"
+STATUSES = (QUEUED, RUNNING, SUCCEEDED, FAILED, CANCELLED)
+FINISHED = frozenset({SUCCEEDED, FAILED, CANCELLED})
+
+
+def _iso(value: dt.datetime | None) -> str | None:
+    if value is None:
+        return None
+    return value.astimezone(dt.UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+@dataclass(frozen=True)
+class Attempt:
+    """One delivery of a job that the worker ran."""
+
+    number: int
+    started_at: dt.datetime
+    finished_at: dt.datetime | None
+    outcome: str | None
+    error: str | None
+
+    def to_resource(self) -> dict[str, Any]:
+        """The attempt as the API shows it."""
+        return {
+            "number": self.number,
+            "started_at": _iso(self.started_at),
+            "finished_at": _iso(self.finished_at),
+            "outcome": self.outcome,
+            "error": self.error,
+        }
+
+
+@dataclass(frozen=True)
+class Job:
+    """A job as stored."""
+
+    id: str
+    type: str
+    status: str
+    reason: str | None
+    payload: dict[str, Any]
+    result: Any
+    error: dict[str, Any] | None
+    request_id: str
+    trace: str | None
+    idempotency_key: str | None
+    request_hash: str | None
+    attempts: int
+    max_attempts: int
+    deadline_seconds: float
+    progress: float | None
+    progress_message: str | None
+    cancel_requested: bool
+    task_name: str | None
+    lease_token: str | None
+    lease_expires_at: dt.datetime | None
+    created_at: dt.datetime
+    updated_at: dt.datetime
+    scheduled_at: dt.datetime | None
+    started_at: dt.datetime | None
+    finished_at: dt.datetime | None
+    attempt_log: tuple[Attempt, ...] = field(default=())
+
+    @property
+    def finished(self) -> bool:
+        """Whether the job reached a final status."""
+        return self.status in FINISHED
+
+    def to_resource(self) -> dict[str, Any]:
+        """The job as the API shows it (the status monitor)."""
+        return {
+            "id": self.id,
+            "type": self.type,
+            "status": self.status,
+            "reason": self.reason,
+            "payload": self.payload,
+            "result": self.result,
+            "error": self.error,
+            "progress": (
+                None
+                if self.progress is None
+                else {"fraction": self.progress, "message": self.progress_message}
+            ),
+            "cancel_requested": self.cancel_requested,
+            "attempts": self.attempts,
+            "max_attempts": self.max_attempts,
+            "deadline_seconds": self.deadline_seconds,
+            "request_id": self.request_id,
+            "created_at": _iso(self.created_at),
+            "updated_at": _iso(self.updated_at),
+            "scheduled_at": _iso(self.scheduled_at),
+            "started_at": _iso(self.started_at),
+            "finished_at": _iso(self.finished_at),
+            "attempt_log": [a.to_resource() for a in self.attempt_log],
+        }

@@ -1,0 +1,22 @@
+"""The public API: submit, inspect, list and cancel jobs."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from flask import Flask
+
+from offload.enqueue import TaskQueue
+from offload.flaskapp import base_app
+from web import api
+
+__all__ = ["create_app"]
+
+
+def create_app(config: Mapping[str, Any] | None = None) -> Flask:
+    """Build the web service; ``config`` overrides defaults and the environment."""
+    app = base_app(__name__, "web", config)
+    app.extensions["offload.tasks"] = TaskQueue(app.config)
+    app.register_blueprint(api.bp)
+    return app

@@ -1,0 +1,262 @@
+"""Routes of the public API."""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import json
+import logging
+import re
+from typing import Any
+
+from flask import Blueprint, Response, current_app, jsonify, request, url_for
+from pydantic import ValidationError
+
+from offload.enqueue import TaskEnvelope, TaskQueue
+from offload.errors import EnqueueError
+from offload.flaskapp import get_store
+from offload.ids import is_job_id, new_job_id, task_id_for
+from offload.logs import log_context
+from offload.problems import ProblemError, validation_errors
+from offload.registry import JobType, get_job_type
+from offload.requestctx import current_request_id, current_trace
+from offload.store import Job, NewJob, utcnow
+from web.schemas import ListQuery, SubmitJob
+
+__all__ = ["bp"]
+
+log = logging.getLogger(__name__)
+bp = Blueprint("api", __name__)
+
+_IDEMPOTENCY_KEY = re.compile(r"^[\x21-\x7e]{1,255}$")
+
+
+def _tasks() -> TaskQueue:
+    queue: TaskQueue = current_app.extensions["offload.tasks"]
+    return queue
+
+
+def _json_body() -> dict[str, Any]:
+    """The request's JSON object, or a 415/400 problem."""
+    mimetype = request.mimetype
+    if not (mimetype == "application/json" or mimetype.endswith("+json")):
+        raise ProblemError(
+            415,
+            "Unsupported Media Type",
+            "send the job as JSON with Content-Type: application/json",
+            slug="unsupported-media-type",
+        )
+    try:
+        body = json.loads(request.get_data(cache=True) or b"null")
+    except (ValueError, UnicodeDecodeError) as e:
+        raise ProblemError(
+            400, "Malformed JSON", f"the body is not valid JSON: {e}", slug="malformed-json"
+        ) from None
+    if not isinstance(body, dict):
+        raise ProblemError(
+            400, "Malformed JSON", "the body must be a JSON object", slug="malformed-json"
+        )
+    return body
+
+
+def _job_response(job: Job, status: int) -> Response:
+    response = jsonify(job.to_resource())
+    response.status_code = status
+    response.headers["Location"] = url_for("api.get_job", job_id=job.id)
+    response.headers["Cache-Control"] = "no-store"
+    if not job.finished:
+        response.headers["Retry-After"] = str(current_app.config["POLL_AFTER_SECONDS"])
+    return response
+
+
+def _validate(body: dict[str, Any]) -> tuple[SubmitJob, JobType, dict[str, Any]]:
+    try:
+        submit = SubmitJob.model_validate(body)
+    except ValidationError as e:
+        raise ProblemError.validation(validation_errors(e, ["body"]), "invalid job") from None
+    job_type = get_job_type(submit.type)
+    if job_type is None:
+        raise ProblemError.validation(
+            [
+                {
+                    "loc": ["body", "type"],
+                    "msg": f"unknown job type {submit.type!r}",
+                    "type": "unknown_job_type",
+                }
+            ],
+            f"no job type is called {submit.type!r}",
+        )
+    try:
+        payload = job_type.payload_model.model_validate(submit.payload)
+    except ValidationError as e:
+        raise ProblemError.validation(
+            validation_errors(e, ["body", "payload"]), f"invalid payload for {submit.type}"
+        ) from None
+    if submit.deadline_seconds is not None and submit.deadline_seconds > job_type.deadline_seconds:
+        raise ProblemError.validation(
+            [
+                {
+                    "loc": ["body", "deadline_seconds"],
+                    "msg": f"may tighten the job type's budget of {job_type.deadline_seconds:g}s, "
+                    "never loosen it",
+                    "type": "less_than_equal",
+                }
+            ],
+            "deadline_seconds is longer than the job type allows",
+        )
+    return submit, job_type, payload.model_dump(mode="json")
+
+
+@bp.post("/jobs")
+def submit_job() -> Response:
+    """Validate, record and enqueue a job; answer 202 with its status monitor."""
+    body = _json_body()
+    key = request.headers.get("Idempotency-Key")
+    if key is not None and not _IDEMPOTENCY_KEY.match(key):
+        raise ProblemError(
+            400,
+            "Bad Idempotency-Key",
+            "use 1 to 255 visible ASCII characters",
+            slug="bad-idempotency-key",
+        )
+    submit, job_type, payload = _validate(body)
+    request_hash = hashlib.sha256(
+        json.dumps(body, sort_keys=True, separators=(",", ":")).encode()
+    ).hexdigest()
+
+    store = get_store(current_app)
+    job_id = new_job_id()
+    trace = current_trace()
+    scheduled_at = (
+        utcnow() + dt.timedelta(seconds=submit.delay_seconds) if submit.delay_seconds else None
+    )
+    job, created = store.insert(
+        NewJob(
+            id=job_id,
+            type=job_type.name,
+            payload=payload,
+            request_id=current_request_id(),
+            trace=trace.trace_id,
+            max_attempts=job_type.max_attempts,
+            deadline_seconds=submit.deadline_seconds or job_type.deadline_seconds,
+            task_name=_tasks().task_name(task_id_for(job_id)),
+            scheduled_at=scheduled_at,
+            idempotency_key=key,
+            request_hash=request_hash if key else None,
+        )
+    )
+    if not created:
+        if job.request_hash != request_hash:
+            raise ProblemError.validation(
+                [
+                    {
+                        "loc": ["header", "Idempotency-Key"],
+                        "msg": "this key was used with a different request body",
+                        "type": "idempotency_key_reused",
+                    }
+                ],
+                f"Idempotency-Key already names job {job.id} with another body",
+            )
+        log.info("idempotent repeat of job %s", job.id, extra={"labels": {"job_id": job.id}})
+        return _job_response(job, 200)
+
+    with log_context(job_id=job.id, job_type=job.type):
+        try:
+            _tasks().enqueue(
+                task_id=task_id_for(job.id),
+                envelope=TaskEnvelope.make(
+                    job_id=job.id, job_type=job.type, request_id=job.request_id
+                ),
+                headers={"X-Request-ID": job.request_id, "traceparent": trace.traceparent()},
+                budget_seconds=job.deadline_seconds,
+                schedule_time=scheduled_at,
+            )
+        except EnqueueError as e:
+            store.mark_enqueue_failed(job.id, str(e))
+            log.warning("enqueue failed, job %s marked failed: %s", job.id, e)
+            raise ProblemError(
+                503,
+                "Service Unavailable",
+                "the job queue did not accept the job; nothing was enqueued, try again",
+                slug="enqueue-failed",
+                headers={"Retry-After": "5"},
+            ) from e
+        log.info("job %s accepted (%s), task %s created", job.id, job.type, job.task_name)
+    return _job_response(job, 202)
+
+
+@bp.get("/jobs/<job_id>")
+def get_job(job_id: str) -> Response:
+    """The status monitor of one job."""
+    job = get_store(current_app).get(job_id) if is_job_id(job_id) else None
+    if job is None:
+        raise ProblemError.not_found(f"job {job_id}")
+    return _job_response(job, 200)
+
+
+@bp.get("/jobs")
+def list_jobs() -> Response:
+    """A page of jobs, newest first, filtered by status and type."""
+    try:
+        query = ListQuery.model_validate(request.args.to_dict())
+    except ValidationError as e:
+        raise ProblemError.validation(validation_errors(e, ["query"]), "invalid query") from None
+    limit = min(query.limit, int(current_app.config["PAGE_SIZE_MAX"]))
+    jobs = get_store(current_app).list(
+        status=query.status, type=query.type, before=query.cursor, limit=limit + 1
+    )
+    page, more = jobs[:limit], len(jobs) > limit
+    next_cursor = page[-1].id if more else None
+    response = jsonify(
+        {
+            "jobs": [j.to_resource() for j in page],
+            "next_cursor": next_cursor,
+            "next": (
+                url_for(
+                    "api.list_jobs",
+                    status=query.status,
+                    type=query.type,
+                    limit=limit,
+                    cursor=next_cursor,
+                )
+                if next_cursor
+                else None
+            ),
+        }
+    )
+    response.headers["Cache-Control"] = "no-store"
+    return response
+
+
+@bp.delete("/jobs/<job_id>")
+def cancel_job(job_id: str) -> Response:
+    """Cancel a job: 204 when it was still queued, 202 when it is running and asked to stop."""
+    store = get_store(current_app)
+    outcome = store.cancel(job_id) if is_job_id(job_id) else None
+    if outcome is None:
+        raise ProblemError.not_found(f"job {job_id}")
+    job = outcome.job
+    with log_context(job_id=job.id, job_type=job.type):
+        if outcome.outcome == "finished":
+            raise ProblemError(
+                409, "Conflict", f"job {job.id} already ended {job.status}", slug="job-finished"
+            )
+        if outcome.outcome == "requested":
+            log.info("cancel requested for running job %s", job.id)
+            return _job_response(job, 202)
+        if job.task_name:
+            try:
+                deleted = _tasks().delete(job.task_name)
+            except EnqueueError as e:
+                # The job is cancelled in the store; a late delivery is answered 204 unrun.
+                log.warning("job %s cancelled but its task was not deleted: %s", job.id, e)
+            else:
+                log.info("job %s cancelled, task deleted: %s", job.id, deleted)
+    return Response(status=204)
+
+
+@bp.get("/healthz")
+def healthz() -> Response:
+    """Liveness and store reachability."""
+    get_store(current_app).list(limit=1)
+    return jsonify({"status": "ok"})

@@ -1,0 +1,70 @@
+"""The worker: receives Cloud Tasks pushes and runs jobs under their deadlines."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from flask import Flask, Response, jsonify
+
+from offload.enqueue import dispatch_deadline_for
+from offload.errors import ConfigError
+from offload.flaskapp import base_app
+from offload.registry import job_types
+from worker import tasks
+from worker.auth import make_authenticator
+
+__all__ = ["check_timeouts", "create_app"]
+
+
+def check_timeouts(config: Mapping[str, Any]) -> None:
+    """Refuse a configuration where a job's budget is not below every outer limit.
+
+    budget + hard grace < dispatch_deadline <= gunicorn --timeout and the platform's
+    request timeout; otherwise a job is killed, or Cloud Tasks gives up on it, before
+    its own deadline can be caught.
+    """
+    target = str(config["TASK_TARGET"])
+    margin = float(config["DISPATCH_MARGIN_SECONDS"])
+    grace = float(config["HARD_GRACE_SECONDS"])
+    gunicorn_timeout = float(config["WORKER_TIMEOUT_SECONDS"])
+    platform = float(config["PLATFORM_TIMEOUT_SECONDS"])
+    problems = []
+    if grace >= margin:
+        problems.append(
+            f"HARD_GRACE_SECONDS={grace:g} must be below DISPATCH_MARGIN_SECONDS={margin:g}"
+        )
+    for jt in job_types():
+        dispatch = dispatch_deadline_for(jt.deadline_seconds, margin, target)
+        if jt.deadline_seconds + grace >= dispatch:
+            problems.append(
+                f"job {jt.name}: budget {jt.deadline_seconds:g}s + grace {grace:g}s is not below "
+                f"its dispatch_deadline {dispatch:g}s (Cloud Tasks' maximum for {target} targets)"
+            )
+        if dispatch > gunicorn_timeout:
+            problems.append(
+                f"job {jt.name}: dispatch_deadline {dispatch:g}s exceeds the worker's gunicorn "
+                f"timeout WORKER_TIMEOUT_SECONDS={gunicorn_timeout:g}"
+            )
+        if dispatch > platform:
+            problems.append(
+                f"job {jt.name}: dispatch_deadline {dispatch:g}s exceeds the platform's request "
+                f"timeout PLATFORM_TIMEOUT_SECONDS={platform:g}"
+            )
+    if problems:
+        raise ConfigError("inconsistent timeouts: " + "; ".join(problems))
+
+
+def create_app(config: Mapping[str, Any] | None = None) -> Flask:
+    """Build the worker service; ``config`` overrides defaults and the environment."""
+    app = base_app(__name__, "worker", config)
+    check_timeouts(app.config)
+    app.extensions["offload.auth"] = make_authenticator(app.config)
+    app.register_blueprint(tasks.bp)
+
+    @app.get("/healthz")
+    def healthz() -> Response:
+        """Liveness."""
+        return jsonify({"status": "ok"})
+
+    return app

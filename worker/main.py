@@ -1,0 +1,5 @@
+"""gunicorn entry point: ``gunicorn worker.main:app``."""
+
+from worker import create_app
+
+app = create_app()

@@ -1,0 +1,211 @@
+"""Running one delivery of a job and turning its outcome into the retry contract.
+
+| outcome                                   | answer                    | job          |
+|-------------------------------------------|---------------------------|--------------|
+| success                                   | 204                       | succeeded    |
+| PermanentError, invalid payload, unknown  | 204                       | failed       |
+| type, last attempt used                   |                           |              |
+| cancelled                                 | 204                       | cancelled    |
+| transient failure or deadline, attempts   | retry (500 App Engine /   | queued again |
+| left                                      | 503 + Retry-After HTTP)   |              |
+| another delivery is running it            | retry                     | unchanged    |
+| finished already (duplicate delivery)     | 204                       | unchanged    |
+
+Cloud Tasks retries any non-2xx, so every failure that a retry cannot mend answers 204.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from pydantic import BaseModel, ValidationError
+
+from offload.context import JobContext
+from offload.deadline import Deadline, enforce
+from offload.errors import CancelledError, DeadlineExceededError, PermanentError, TransientError
+from offload.registry import get_job_type
+from offload.store import CANCELLED, FAILED, SUCCEEDED, Job, JobStore
+
+__all__ = ["Delivery", "Outcome", "run_delivery"]
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class Delivery:
+    """One push from Cloud Tasks, as the worker understood it."""
+
+    job_id: str
+    attempt: int  # 1 on the first delivery: the task's retry count + 1
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """What to answer Cloud Tasks: ``retry`` False means 204 (the task is done)."""
+
+    retry: bool
+    summary: str
+
+
+def _error(kind: str, exc: BaseException | str) -> dict[str, Any]:
+    message = exc if isinstance(exc, str) else (str(exc) or type(exc).__name__)
+    return {"type": kind, "message": message[:2000]}
+
+
+def _jsonable(result: Any) -> Any:
+    if isinstance(result, BaseModel):
+        return result.model_dump(mode="json")
+    json.dumps(result)  # raises TypeError/ValueError if the job returned something odd
+    return result
+
+
+def run_delivery(store: JobStore, config: Mapping[str, Any], delivery: Delivery) -> Outcome:
+    """Claim the job, run its handler under its deadline, record and classify the outcome."""
+    job = store.get(delivery.job_id)
+    if job is None:
+        log.error(
+            "delivery for unknown job %s: answered 204 so it is not retried forever",
+            delivery.job_id,
+        )
+        return Outcome(False, "unknown job")
+    if job.finished:
+        log.info("job %s already %s: duplicate delivery answered 204", job.id, job.status)
+        return Outcome(False, f"already {job.status}")
+
+    job_type = get_job_type(job.type)
+    if job_type is None:
+        store.fail_unclaimed(
+            job.id,
+            reason="unknown_job_type",
+            error=_error("unknown_job_type", f"no handler for {job.type!r}"),
+        )
+        log.error("job %s has type %r, which this worker does not know", job.id, job.type)
+        return Outcome(False, "unknown job type")
+
+    max_attempts = min(job.max_attempts, job_type.max_attempts)
+    if delivery.attempt > max_attempts:
+        # The last attempt ended without an answer (killed past its deadline, say).
+        last = job.attempt_log[-1].outcome if job.attempt_log else None
+        reason = (
+            "deadline_exceeded"
+            if last in ("deadline_exceeded", "interrupted")
+            else ("max_attempts_exceeded")
+        )
+        if store.fail_unclaimed(
+            job.id,
+            reason=reason,
+            error=_error(reason, f"attempt {delivery.attempt} is past the job's {max_attempts}"),
+        ):
+            log.warning("job %s failed: attempts used up (%s)", job.id, reason)
+            return Outcome(False, reason)
+
+    budget = min(job.deadline_seconds, job_type.deadline_seconds)
+    lease = budget + float(config["DISPATCH_MARGIN_SECONDS"])
+    claim = store.claim(job.id, attempt=delivery.attempt, lease_seconds=lease)
+    if not claim.won or claim.token is None or claim.job is None:
+        current = claim.job
+        if current is None or current.finished:
+            return Outcome(False, "finished by another delivery")
+        log.info("job %s is being run by another delivery: asking for a later retry", job.id)
+        return Outcome(True, "busy")
+    job, token = claim.job, claim.token
+
+    try:
+        payload = job_type.payload_model.model_validate(job.payload)
+    except ValidationError as e:
+        store.finish(
+            job.id,
+            token,
+            status=FAILED,
+            reason="invalid_payload",
+            error=_error("invalid_payload", e),
+            outcome="invalid_payload",
+        )
+        log.error("job %s payload no longer validates: failed without retry", job.id)
+        return Outcome(False, "invalid payload")
+
+    deadline = Deadline(budget)
+    ctx = JobContext(
+        job_id=job.id,
+        job_type=job.type,
+        attempt=delivery.attempt,
+        max_attempts=max_attempts,
+        request_id=job.request_id,
+        deadline=deadline,
+        save_progress=lambda f, m: store.set_progress(job.id, token, f, m),
+        read_cancel_requested=lambda: store.cancel_requested(job.id),
+        progress_interval=float(config["PROGRESS_INTERVAL_SECONDS"]),
+    )
+    log.info("attempt %d of %d started, budget %gs", delivery.attempt, max_attempts, budget)
+    started = time.perf_counter()
+    try:
+        with enforce(deadline, hard_grace=float(config["HARD_GRACE_SECONDS"])):
+            ctx.check()
+            result = job_type.handler(ctx, payload)
+    except DeadlineExceededError as e:
+        log.warning(
+            "attempt %d: deadline of %gs exceeded after %.3fs",
+            delivery.attempt,
+            budget,
+            time.perf_counter() - started,
+        )
+        return _failed(store, job, token, ctx, "deadline_exceeded", e)
+    except CancelledError:
+        store.finish(
+            job.id, token, status=CANCELLED, reason="cancelled_by_client", outcome="cancelled"
+        )
+        log.info("job %s cancelled while running", job.id)
+        return Outcome(False, "cancelled")
+    except PermanentError as e:
+        store.finish(
+            job.id,
+            token,
+            status=FAILED,
+            reason="permanent_error",
+            error=_error("permanent_error", e),
+            outcome="permanent_error",
+        )
+        log.warning("job %s failed permanently: %s", job.id, e)
+        return Outcome(False, "permanent error")
+    except TransientError as e:
+        log.warning("attempt %d failed transiently: %s", delivery.attempt, e)
+        return _failed(store, job, token, ctx, "transient_error", e)
+    except Exception as e:
+        log.error("attempt %d raised", delivery.attempt, exc_info=e)
+        return _failed(store, job, token, ctx, "error", e)
+
+    try:
+        stored = _jsonable(result)
+    except (TypeError, ValueError) as e:
+        store.finish(
+            job.id,
+            token,
+            status=FAILED,
+            reason="invalid_result",
+            error=_error("invalid_result", e),
+            outcome="invalid_result",
+        )
+        log.error("job %s returned a result JSON cannot hold: %s", job.id, e)
+        return Outcome(False, "invalid result")
+    store.finish(job.id, token, status=SUCCEEDED, result=stored, outcome="succeeded")
+    log.info("job %s succeeded in %.3fs", job.id, time.perf_counter() - started)
+    return Outcome(False, "succeeded")
+
+
+def _failed(
+    store: JobStore, job: Job, token: str, ctx: JobContext, kind: str, exc: BaseException
+) -> Outcome:
+    """A retryable failure: retry while attempts remain, else fail the job for good."""
+    if ctx.is_last_attempt:
+        store.finish(
+            job.id, token, status=FAILED, reason=kind, error=_error(kind, exc), outcome=kind
+        )
+        log.warning("job %s failed after its last attempt (%d): %s", job.id, ctx.attempt, kind)
+        return Outcome(False, kind)
+    store.release(job.id, token, outcome=kind, error=_error(kind, exc))
+    return Outcome(True, kind)

@@ -1,0 +1,91 @@
+"""The Cloud Tasks push handler."""
+
+from __future__ import annotations
+
+import json
+import logging
+import re
+
+from flask import Blueprint, Response, current_app, request
+
+from offload.flaskapp import get_store
+from offload.ids import is_job_id
+from offload.logs import log_context
+from offload.problems import problem_response
+from worker.auth import PushAuthenticator
+from worker.runner import Delivery, run_delivery
+
+__all__ = ["bp"]
+
+log = logging.getLogger(__name__)
+bp = Blueprint("tasks", __name__)
+
+_TASK_NAME = re.compile(r"^[A-Za-z0-9_-]{1,500}$")
+
+
+def _authenticator() -> PushAuthenticator:
+    auth: PushAuthenticator = current_app.extensions["offload.auth"]
+    return auth
+
+
+def _retry_count() -> int:
+    for name in ("X-AppEngine-TaskRetryCount", "X-CloudTasks-TaskRetryCount"):
+        raw = request.headers.get(name, "")
+        if raw.isdigit():
+            return int(raw)
+    return 0
+
+
+def _task_name() -> str:
+    for name in ("X-AppEngine-TaskName", "X-CloudTasks-TaskName"):
+        raw = request.headers.get(name, "")
+        if _TASK_NAME.match(raw):
+            return raw
+    return ""
+
+
+@bp.post("/tasks/run")
+def run_task() -> Response:
+    """Run the job a Cloud Tasks push names, and answer by the retry contract."""
+    auth = _authenticator().check(request.headers)
+    if auth.status:
+        log.warning("push refused (%d): %s", auth.status, auth.reason)
+        title = "Unauthorized" if auth.status == 401 else "Forbidden"
+        headers = (
+            {"WWW-Authenticate": 'Bearer realm="offload-worker"'} if auth.status == 401 else {}
+        )
+        return problem_response(
+            auth.status, title, "this endpoint only accepts Cloud Tasks pushes", headers=headers
+        )
+
+    attempt = _retry_count() + 1
+    with log_context(task=_task_name() or None, attempt=attempt):
+        try:
+            envelope = json.loads(request.get_data())
+            job_id = envelope["job_id"]
+            if not isinstance(job_id, str) or not is_job_id(job_id):
+                raise ValueError("job_id is not a job id")
+        except (ValueError, KeyError, TypeError) as e:
+            # Cloud Tasks retries any non-2xx: a body that can never parse must answer 204.
+            log.error("malformed task envelope, dropped with 204: %s", type(e).__name__)
+            return Response(status=204)
+        job_type = envelope.get("type") if isinstance(envelope.get("type"), str) else None
+        with log_context(job_id=job_id, job_type=job_type):
+            outcome = run_delivery(
+                get_store(current_app), current_app.config, Delivery(job_id, attempt)
+            )
+            if not outcome.retry:
+                return Response(status=204)
+            log.info("asking Cloud Tasks to retry: %s", outcome.summary)
+            if auth.target == "http":
+                # HTTP targets: 503 slows the queue and Retry-After is honoured.
+                retry_after = str(min(2**attempt, 60))
+                return problem_response(
+                    503,
+                    "Retry Later",
+                    outcome.summary,
+                    slug="retry",
+                    headers={"Retry-After": retry_after},
+                )
+            # App Engine targets: 503 would throttle the whole queue; 500 asks for a retry.
+            return problem_response(500, "Retry Later", outcome.summary, slug="retry")
