@@ -1,0 +1,134 @@
+"""``python -m emulator``: the command line."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import sys
+
+from emulator.app import Emulator, Settings
+from emulator.queueyaml import QueueYamlError
+from offload.logs import configure_logging
+
+logger = logging.getLogger("emulator")
+
+
+def _service(value: str) -> tuple[str, str]:
+    name, sep, url = value.partition("=")
+    if not sep or not name or not url.startswith(("http://", "https://")):
+        raise argparse.ArgumentTypeError(f"expected NAME=http://HOST:PORT, got {value!r}")
+    return name, url
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The argument parser (every flag is documented in emulator/README.md)."""
+    p = argparse.ArgumentParser(
+        prog="python -m emulator",
+        description="Local Cloud Tasks emulator: the google.cloud.tasks.v2.CloudTasks gRPC "
+        "service with real dispatch semantics (retries, rate limits, deadlines, OIDC).",
+    )
+    p.add_argument("--host", default="127.0.0.1", help="address to bind (default: 127.0.0.1)")
+    p.add_argument("--port", type=int, default=8123, help="gRPC port (default: 8123)")
+    p.add_argument(
+        "--http-port",
+        type=int,
+        default=8124,
+        help="HTTP port for /oauth2/v1/certs, /healthz and /admin/* (default: 8124)",
+    )
+    p.add_argument("--project", default="offload-local", help="project id (default: offload-local)")
+    p.add_argument("--location", default="us-central1", help="location id (default: us-central1)")
+    p.add_argument(
+        "--queue-yaml", metavar="PATH", help="create/update the queues of this queue.yaml"
+    )
+    p.add_argument(
+        "--appengine-service",
+        metavar="NAME=URL",
+        action="append",
+        type=_service,
+        default=[],
+        help="base URL standing in for App Engine service NAME (repeatable)",
+    )
+    p.add_argument(
+        "--appengine-default-url",
+        metavar="URL",
+        help="base URL for App Engine services not mapped by --appengine-service "
+        "(default: the URL of service 'default', if mapped)",
+    )
+    p.add_argument("--data-file", metavar="PATH", help="keep queues, tasks and tombstones here")
+    p.add_argument(
+        "--tombstone-seconds",
+        type=float,
+        metavar="S",
+        help="how long a finished or deleted task's name stays taken (default: 3600 for "
+        "queues made through the API, 777600 = 9 days for queue.yaml queues; 0 = never)",
+    )
+    p.add_argument(
+        "--queue-tombstone-seconds",
+        type=float,
+        default=7 * 24 * 3600.0,
+        metavar="S",
+        help="how long a deleted queue's name stays taken (default: 604800 = 7 days)",
+    )
+    p.add_argument(
+        "--min-dispatch-deadline-seconds",
+        type=float,
+        default=15.0,
+        metavar="S",
+        help="smallest dispatch_deadline accepted (default: 15, as Cloud Tasks; lower for tests)",
+    )
+    p.add_argument(
+        "--max-task-bytes",
+        type=int,
+        default=100 * 1024,
+        metavar="N",
+        help="largest task accepted (default: 102400, the documented 100 KB)",
+    )
+    p.add_argument(
+        "--shutdown-grace-seconds",
+        type=float,
+        default=2.0,
+        metavar="S",
+        help="on SIGINT/SIGTERM, wait this long for dispatches in flight (default: 2)",
+    )
+    p.add_argument("--log-dir", metavar="DIR", help="also write JSON log lines to DIR/emulator.log")
+    p.add_argument("--log-level", default="INFO", help="DEBUG, INFO, WARNING ... (default: INFO)")
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run the emulator until SIGINT/SIGTERM; 0 on a clean stop."""
+    args = build_parser().parse_args(argv)
+    configure_logging(
+        "emulator", level=args.log_level, project_id=args.project, log_dir=args.log_dir
+    )
+    settings = Settings(
+        host=args.host,
+        port=args.port,
+        http_port=args.http_port,
+        project=args.project,
+        location=args.location,
+        queue_yaml=args.queue_yaml,
+        services=dict(args.appengine_service),
+        default_service_url=args.appengine_default_url,
+        data_file=args.data_file,
+        tombstone_seconds=args.tombstone_seconds,
+        queue_tombstone_seconds=args.queue_tombstone_seconds,
+        min_dispatch_deadline=args.min_dispatch_deadline_seconds,
+        max_task_bytes=args.max_task_bytes,
+        shutdown_grace=args.shutdown_grace_seconds,
+    )
+    try:
+        emulator = Emulator(settings)
+        asyncio.run(emulator.run())
+    except QueueYamlError as e:
+        logger.error("bad queue.yaml: %s", e)
+        return 2
+    except OSError as e:
+        logger.error("cannot start: %s", e)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,246 @@
+"""Wires the emulator together and runs it until SIGINT/SIGTERM."""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+import logging
+import resource
+import signal
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any, TypeVar
+
+import grpc
+
+from emulator import persist, queueyaml
+from emulator.admin import AdminServer
+from emulator.dispatch import Dispatcher
+from emulator.oidc import Signer
+from emulator.pbutil import QUEUE_DISABLED, QUEUE_RUNNING, Queue
+from emulator.server import build_handler
+from emulator.state import API_TOMBSTONE_SECONDS, YAML_TOMBSTONE_SECONDS, Store
+from emulator.target import Routes
+from emulator.validate import Limits
+
+logger = logging.getLogger(__name__)
+T = TypeVar("T")
+
+SAVE_EVERY_SECONDS = 2.0
+SWEEP_EVERY_SECONDS = 10.0
+
+
+@dataclass
+class Settings:
+    """Everything the command line sets."""
+
+    host: str = "127.0.0.1"
+    port: int = 8123
+    http_port: int = 8124
+    project: str = "offload-local"
+    location: str = "us-central1"
+    queue_yaml: str | None = None
+    services: dict[str, str] = field(default_factory=dict)
+    default_service_url: str | None = None
+    data_file: str | None = None
+    tombstone_seconds: float | None = None
+    queue_tombstone_seconds: float = 7 * 24 * 3600.0
+    min_dispatch_deadline: float = 15.0
+    max_task_bytes: int = 100 * 1024
+    shutdown_grace: float = 2.0
+
+    @property
+    def location_name(self) -> str:
+        """``projects/P/locations/L``."""
+        return f"projects/{self.project}/locations/{self.location}"
+
+
+def _raise_fd_limit() -> None:
+    # Many concurrent dispatches need many sockets; the soft limit is often 1024.
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft < hard:
+        try:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+        except (ValueError, OSError):
+            pass
+
+
+def apply_queue_yaml(store: Store, queues: list[Any]) -> None:
+    """Create or update queue.yaml's queues; disable yaml queues it no longer lists."""
+    now = time.time()
+    listed = set()
+    for pb in queues:
+        listed.add(pb.name)
+        q = store.queues.get(pb.name)
+        if q is None:
+            store.add_queue(pb, "yaml", now)
+            continue
+        state = q.pb.state
+        new = Queue()
+        new.CopyFrom(pb)
+        new.state = QUEUE_RUNNING if state == QUEUE_DISABLED else state
+        if q.pb.HasField("purge_time"):
+            new.purge_time.CopyFrom(q.pb.purge_time)
+        q.pb = new
+        q.origin = "yaml"
+        q.tombstone_seconds = store.yaml_tombstone_seconds
+        q.reconfigure()
+    for q in store.queues.values():
+        if q.origin == "yaml" and q.name not in listed:
+            # Uploading a queue.yaml disables the queues it omits.
+            q.pb.state = QUEUE_DISABLED
+            logger.warning("queue %s is not in queue.yaml any more: disabled", q.queue_id)
+
+
+class Emulator:
+    """The running emulator: store, dispatcher, gRPC server, admin HTTP server."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        api_window = (
+            settings.tombstone_seconds
+            if settings.tombstone_seconds is not None
+            else API_TOMBSTONE_SECONDS
+        )
+        yaml_window = (
+            settings.tombstone_seconds
+            if settings.tombstone_seconds is not None
+            else YAML_TOMBSTONE_SECONDS
+        )
+        self.store = Store(
+            limits=Limits(settings.min_dispatch_deadline, settings.max_task_bytes),
+            api_tombstone_seconds=api_window,
+            yaml_tombstone_seconds=yaml_window,
+            queue_tombstone_seconds=settings.queue_tombstone_seconds,
+        )
+        key_pem: bytes | None = None
+        if settings.data_file:
+            data = persist.read(settings.data_file)
+            if data is not None:
+                persist.restore(self.store, data)
+                key_pem = data.get("oidc_key_pem", "").encode() or None
+                logger.info(
+                    "restored %d queues from %s", len(self.store.queues), settings.data_file
+                )
+        if settings.queue_yaml:
+            apply_queue_yaml(
+                self.store, queueyaml.load(settings.queue_yaml, location=settings.location_name)
+            )
+        self.signer = Signer(key_pem)
+        self.dispatcher = Dispatcher(
+            self.store,
+            routes=Routes(dict(settings.services), settings.default_service_url),
+            signer=self.signer,
+        )
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._saved_changes = -1
+        self._stop = asyncio.Event()
+        self._save_lock = asyncio.Lock()
+
+    def _in_loop(self, fn: Callable[[], T]) -> T:
+        """Run ``fn`` on the event loop (which owns the store) and wait for its result."""
+        assert self._loop is not None
+        done: concurrent.futures.Future[T] = concurrent.futures.Future()
+
+        def call() -> None:
+            try:
+                done.set_result(fn())
+            except BaseException as e:  # handed to the waiting thread
+                done.set_exception(e)
+
+        self._loop.call_soon_threadsafe(call)
+        return done.result(timeout=10)
+
+    def _queue_stats(self) -> list[dict[str, Any]]:
+        def collect() -> list[dict[str, Any]]:
+            return [
+                {
+                    "name": q.name,
+                    "state": int(q.pb.state),
+                    "tasks": len(q.tasks),
+                    "running": q.running,
+                    "tombstones": len(q.tombstones),
+                }
+                for q in self.store.queues.values()
+            ]
+
+        return self._in_loop(collect)
+
+    async def _save(self, force: bool = False) -> None:
+        path = self.settings.data_file
+        if not path:
+            return
+        # One writer at a time, so an older snapshot can never replace a newer one.
+        async with self._save_lock:
+            if not force and self.store.changes == self._saved_changes:
+                return
+            self._saved_changes = self.store.changes
+            data = persist.snapshot(self.store, self.signer.private_pem())
+            # JSON encoding and fsync off the loop: dispatch goes on meanwhile.
+            await asyncio.to_thread(persist.write, path, data)
+
+    async def _housekeeping(self) -> None:
+        last_sweep = time.monotonic()
+        while True:
+            await asyncio.sleep(SAVE_EVERY_SECONDS)
+            try:
+                await self._save()
+            except OSError:
+                logger.exception("could not write the data file")
+            if time.monotonic() - last_sweep >= SWEEP_EVERY_SECONDS:
+                self.store.sweep()
+                last_sweep = time.monotonic()
+
+    def request_stop(self) -> None:
+        """Begin a clean shutdown (signal handlers call this)."""
+        self._stop.set()
+
+    async def run(self, ready: Callable[[], None] | None = None) -> None:
+        """Serve until :meth:`request_stop`."""
+        _raise_fd_limit()
+        self._loop = asyncio.get_running_loop()
+        s = self.settings
+        server = grpc.aio.server(
+            options=[
+                ("grpc.so_reuseport", 0),
+                ("grpc.max_receive_message_length", 8 * 1024 * 1024),
+            ]
+        )
+        server.add_generic_rpc_handlers((build_handler(self.store),))
+        address = f"{s.host}:{s.port}" if ":" not in s.host else f"[{s.host}]:{s.port}"
+        if server.add_insecure_port(address) == 0:
+            raise OSError(f"cannot listen on {address}")
+        await server.start()
+        admin = AdminServer(
+            s.host,
+            s.http_port,
+            certs=self.signer.certs_json(),
+            release_names=lambda queue: self._in_loop(lambda: self.store.release_names(queue)),
+            queue_stats=self._queue_stats,
+        )
+        admin.start()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            self._loop.add_signal_handler(sig, self.request_stop)
+        self.dispatcher.start()
+        housekeeping = asyncio.create_task(self._housekeeping())
+        logger.info(
+            "emulator listening on %s (http %s:%d, project %s, location %s)",
+            address,
+            s.host,
+            s.http_port,
+            s.project,
+            s.location,
+        )
+        if ready is not None:
+            ready()
+        try:
+            await self._stop.wait()
+        finally:
+            logger.info("emulator stopping")
+            housekeeping.cancel()
+            await server.stop(grace=0.5)
+            await self.dispatcher.close(grace=s.shutdown_grace)
+            admin.stop()
+            await self._save(force=True)
+            logger.info("emulator stopped")
