@@ -11,10 +11,10 @@ from offload.config import load_config
 __all__ = ["main"]
 
 
-def _run(_args: argparse.Namespace) -> int:
+def _run(args: argparse.Namespace) -> int:
     from offload.devrun import Supervisor, local_processes
 
-    supervisor = Supervisor(local_processes(load_config()))
+    supervisor = Supervisor(local_processes(load_config()), raw=args.raw)
     supervisor.start()
     return supervisor.wait()
 
@@ -33,6 +33,9 @@ def build_parser() -> argparse.ArgumentParser:
         "run",
         help="start the Cloud Tasks emulator, web and worker on loopback (Ctrl-C stops all)",
         description="Ports and paths come from OFFLOAD_* variables; see the README.",
+    )
+    run.add_argument(
+        "--raw", action="store_true", help="print the JSON log lines as they are written"
     )
     run.set_defaults(func=_run)
     logs = sub.add_parser("logs", help="print every log line of one request, in time order")

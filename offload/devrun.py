@@ -16,7 +16,9 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import IO, Any
 
-__all__ = ["ProcessSpec", "Supervisor", "local_processes"]
+from offload.logs import parse_line
+
+__all__ = ["ProcessSpec", "Supervisor", "local_processes", "render_line"]
 
 _COLOURS = {"emulator": "\033[35m", "web": "\033[36m", "worker": "\033[33m"}
 
@@ -86,11 +88,29 @@ def local_processes(config: Mapping[str, Any]) -> list[ProcessSpec]:
     ]  # fmt: skip
 
 
+def render_line(line: str) -> str:
+    """A structured log line made readable for a terminal; other lines unchanged."""
+    entry = parse_line(line)
+    if entry is None or "severity" not in entry:
+        return line
+    labels = entry.get("logging.googleapis.com/labels") or {}
+    tags = " ".join(
+        f"{k}={labels[k]}" for k in ("request_id", "job_id", "attempt") if labels.get(k)
+    )
+    stamp = str(entry.get("time", ""))[11:23]
+    return f"{stamp} {entry['severity']:<7} {entry.get('message', '')}" + (
+        f"  [{tags}]" if tags else ""
+    )
+
+
 class Supervisor:
     """Starts processes, prefixes their output, and stops them all together."""
 
-    def __init__(self, specs: Sequence[ProcessSpec], out: IO[str] = sys.stdout) -> None:
+    def __init__(
+        self, specs: Sequence[ProcessSpec], out: IO[str] = sys.stdout, *, raw: bool = False
+    ) -> None:
         self.specs = specs
+        self.raw = raw
         self.out = out
         self.procs: dict[str, subprocess.Popen[bytes]] = {}
         self._lock = threading.Lock()
@@ -107,8 +127,9 @@ class Supervisor:
             self.out.flush()
 
     def _pump(self, name: str, stream: IO[bytes]) -> None:
-        for raw in iter(stream.readline, b""):
-            self._print(name, raw.decode("utf-8", "replace").rstrip("\n"))
+        for data in iter(stream.readline, b""):
+            line = data.decode("utf-8", "replace").rstrip("\n")
+            self._print(name, line if self.raw else render_line(line))
         stream.close()
 
     def start(self) -> None:

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from flask import Flask
+from flask import Flask, Response
 
 from offload import problems, requestctx
 from offload.config import load_config
@@ -13,7 +13,7 @@ from offload.logs import configure_logging_from
 from offload.registry import load_job_modules
 from offload.store import JobStore
 
-__all__ = ["base_app", "get_config", "get_store"]
+__all__ = ["base_app", "get_config", "get_store", "no_content"]
 
 
 def base_app(import_name: str, service: str, overrides: Mapping[str, Any] | None) -> Flask:
@@ -45,3 +45,14 @@ def get_store(app: Flask) -> JobStore:
 def get_config(app: Flask) -> Mapping[str, Any]:
     """The app's configuration."""
     return app.config
+
+
+def no_content() -> Response:
+    """``204 No Content``: no body, no ``Content-Length``, no ``Content-Type``.
+
+    A 204 with a Content-Length made App Engine answer 500 and HTTP/2 fronts reset the
+    stream (PROTOCOL_ERROR); gunicorn sends none for 204, and nothing here adds one.
+    """
+    response = Response(status=204)
+    del response.headers["Content-Type"]
+    return response

@@ -14,7 +14,7 @@ from pydantic import ValidationError
 
 from offload.enqueue import TaskEnvelope, TaskQueue
 from offload.errors import EnqueueError
-from offload.flaskapp import get_store
+from offload.flaskapp import get_store, no_content
 from offload.ids import is_job_id, new_job_id, task_id_for
 from offload.logs import log_context
 from offload.problems import ProblemError, validation_errors
@@ -252,7 +252,7 @@ def cancel_job(job_id: str) -> Response:
                 log.warning("job %s cancelled but its task was not deleted: %s", job.id, e)
             else:
                 log.info("job %s cancelled, task deleted: %s", job.id, deleted)
-    return Response(status=204)
+    return no_content()
 
 
 @bp.get("/healthz")

@@ -8,7 +8,7 @@ import re
 
 from flask import Blueprint, Response, current_app, request
 
-from offload.flaskapp import get_store
+from offload.flaskapp import get_store, no_content
 from offload.ids import is_job_id
 from offload.logs import log_context
 from offload.problems import problem_response
@@ -68,14 +68,14 @@ def run_task() -> Response:
         except (ValueError, KeyError, TypeError) as e:
             # Cloud Tasks retries any non-2xx: a body that can never parse must answer 204.
             log.error("malformed task envelope, dropped with 204: %s", type(e).__name__)
-            return Response(status=204)
+            return no_content()
         job_type = envelope.get("type") if isinstance(envelope.get("type"), str) else None
         with log_context(job_id=job_id, job_type=job_type):
             outcome = run_delivery(
                 get_store(current_app), current_app.config, Delivery(job_id, attempt)
             )
             if not outcome.retry:
-                return Response(status=204)
+                return no_content()
             log.info("asking Cloud Tasks to retry: %s", outcome.summary)
             if auth.target == "http":
                 # HTTP targets: 503 slows the queue and Retry-After is honoured.
