@@ -33,6 +33,12 @@ def base_app(import_name: str, service: str, overrides: Mapping[str, Any] | None
 
     requestctx.init_app(app)
     problems.init_app(app)
+
+    @app.get("/_ah/warmup")
+    def warmup() -> Response:
+        """App Engine's warm-up request: the app, store and clients are built already."""
+        return no_content()
+
     return app
 
 

@@ -1,0 +1,100 @@
+"""The web API through the in-process test client, enqueuing on the real emulator."""
+
+from __future__ import annotations
+
+from flask import Flask
+from flask.testing import FlaskClient
+from google.api_core import exceptions as gexc
+
+from offload.store import JobStore
+
+
+def test_submit_records_the_job_and_creates_its_task(client: FlaskClient, web_app: Flask) -> None:
+    r = client.post("/jobs", json={"type": "demo.echo", "payload": {"x": 1}, "delay_seconds": 300})
+    assert r.status_code == 202
+    job = r.get_json()
+    store: JobStore = web_app.extensions["offload.store"]
+    stored = store.get(job["id"])
+    assert stored is not None and stored.task_name
+    task = web_app.extensions["offload.tasks"].client.get_task(name=stored.task_name)
+    assert task.app_engine_http_request.relative_uri == "/tasks/run"
+    assert task.app_engine_http_request.app_engine_routing.service == "worker"
+    assert task.app_engine_http_request.headers["X-Request-ID"] == job["request_id"]
+    assert task.app_engine_http_request.headers["traceparent"].startswith("00-")
+    assert task.dispatch_deadline.seconds == 10 + 15  # demo.echo budget + margin
+    assert task.schedule_time.timestamp() > 0
+    assert client.delete(f"/jobs/{job['id']}").status_code == 204
+    try:
+        web_app.extensions["offload.tasks"].client.get_task(name=stored.task_name)
+    except gexc.NotFound:
+        pass
+    else:
+        raise AssertionError("the cancelled job's task still exists")
+
+
+def test_deadline_seconds_may_tighten_the_budget(client: FlaskClient) -> None:
+    r = client.post(
+        "/jobs",
+        json={
+            "type": "demo.sleep",
+            "payload": {"seconds": 1},
+            "deadline_seconds": 2,
+            "delay_seconds": 300,
+        },
+    )
+    assert r.status_code == 202 and r.get_json()["deadline_seconds"] == 2
+
+
+def test_unknown_fields_are_refused(client: FlaskClient) -> None:
+    r = client.post("/jobs", json={"type": "demo.echo", "priority": 9})
+    assert r.status_code == 422
+    assert r.get_json()["errors"][0]["loc"] == ["body", "priority"]
+
+
+def test_bad_idempotency_key_is_400(client: FlaskClient) -> None:
+    r = client.post("/jobs", json={"type": "demo.echo"}, headers={"Idempotency-Key": "a b"})
+    assert r.status_code == 400
+
+
+def test_get_unknown_and_malformed_ids_are_404(client: FlaskClient) -> None:
+    assert client.get("/jobs/" + "0" * 26).status_code == 404
+    assert client.get("/jobs/not-an-id").status_code == 404
+
+
+def test_list_limit_is_validated_and_capped(client: FlaskClient) -> None:
+    assert client.get("/jobs?limit=0").status_code == 422
+    assert client.get("/jobs?limit=x").status_code == 422
+    assert client.get("/jobs?cursor=bad").status_code == 422
+    assert client.get("/jobs?limit=100000").status_code == 200
+
+
+def test_unexpected_exception_is_500_problem_without_a_stack_trace(web_app: Flask) -> None:
+    @web_app.get("/boom")
+    def boom() -> str:
+        raise RuntimeError("secret internals")
+
+    r = web_app.test_client().get("/boom")
+    assert r.status_code == 500
+    assert r.headers["Content-Type"] == "application/problem+json"
+    assert b"secret internals" not in r.data and b"Traceback" not in r.data
+
+
+def test_enqueue_failure_is_503_with_retry_after_and_no_queued_job(tmp_path: object) -> None:
+    from pathlib import Path
+
+    from tests.conftest import app_config, free_port
+    from web import create_app
+
+    app = create_app(
+        app_config(
+            Path(str(tmp_path)),
+            ENQUEUE_TIMEOUT_SECONDS=0.5,
+            TASKS_EMULATOR_HOST=f"127.0.0.1:{free_port()}",
+        )
+    )
+    r = app.test_client().post("/jobs", json={"type": "demo.echo"})
+    assert r.status_code == 503 and r.headers["Retry-After"]
+    assert r.headers["Content-Type"] == "application/problem+json"
+    jobs = app.test_client().get("/jobs").get_json()["jobs"]
+    assert [(j["status"], j["reason"]) for j in jobs] == [("failed", "enqueue_failed")]
+    assert app.test_client().get("/jobs?status=queued").get_json()["jobs"] == []
