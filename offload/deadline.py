@@ -31,7 +31,7 @@ from types import FrameType
 
 from offload.errors import DeadlineExceededError
 
-__all__ = ["Deadline", "enforce"]
+__all__ = ["Deadline", "enforce", "hard_exit"]
 
 log = logging.getLogger(__name__)
 
@@ -59,7 +59,8 @@ class Deadline:
             raise DeadlineExceededError(f"deadline of {self.seconds:g}s exceeded")
 
 
-def _hard_exit() -> None:
+def hard_exit() -> None:
+    """End this process at once (after flushing the logs)."""
     # The job ignored its deadline; nothing in this process can be trusted to unwind.
     log.critical("job still running after its deadline and grace: ending the worker process")
     logging.shutdown()
@@ -71,7 +72,7 @@ def enforce(
     deadline: Deadline,
     *,
     hard_grace: float = 0.0,
-    on_hard_limit: Callable[[], None] = _hard_exit,
+    on_hard_limit: Callable[[], None] = hard_exit,
 ) -> Iterator[Deadline]:
     """Raise DeadlineExceededError inside the block when ``deadline`` passes.
 

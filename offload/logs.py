@@ -18,7 +18,6 @@ import datetime as dt
 import fcntl
 import json
 import logging
-import logging.handlers
 import os
 import sys
 from collections.abc import Iterator, Mapping
@@ -28,20 +27,30 @@ import google.cloud.logging_v2
 from google.cloud.logging_v2.handlers import StructuredLogHandler
 
 __all__ = [
+    "LABELS",
     "LogContext",
+    "SharedRotatingFileHandler",
     "configure_logging",
     "configure_logging_from",
     "current_context",
     "log_context",
+    "parse_line",
+    "reset_logging_for_tests",
 ]
 
+LABELS = "logging.googleapis.com/labels"
+TRACE = "logging.googleapis.com/trace"
+SPAN_ID = "logging.googleapis.com/spanId"
+TRACE_SAMPLED = "logging.googleapis.com/trace_sampled"
 LABEL_KEYS = ("request_id", "job_id", "job_type", "task", "attempt", "service")
+# Labels that, once known inside a request, also belong on its access line.
+_STICKY = frozenset({"job_id", "job_type", "task", "attempt"})
 
 
 class LogContext:
     """Labels and trace of the work this thread or task is doing now."""
 
-    __slots__ = ("labels", "trace", "span_id", "trace_sampled")
+    __slots__ = ("labels", "trace", "span_id", "trace_sampled", "collected")
 
     def __init__(
         self,
@@ -49,11 +58,14 @@ class LogContext:
         trace: str | None = None,
         span_id: str | None = None,
         trace_sampled: bool = False,
+        collected: dict[str, str] | None = None,
     ) -> None:
         self.labels: dict[str, str] = dict(labels or {})
         self.trace = trace
         self.span_id = span_id
         self.trace_sampled = trace_sampled
+        # Shared by a collecting context and all nested ones (see ``log_context(collect=)``).
+        self.collected = collected
 
 
 _context: contextvars.ContextVar[LogContext | None] = contextvars.ContextVar(
@@ -72,17 +84,28 @@ def log_context(
     trace: str | None = None,
     span_id: str | None = None,
     trace_sampled: bool | None = None,
+    collect: bool = False,
     **labels: object,
 ) -> Iterator[LogContext]:
-    """Add labels (and optionally a trace) to every line logged inside the block."""
+    """Add labels (and optionally a trace) to every line logged inside the block.
+
+    With ``collect=True`` the context gathers the job labels (``job_id``, ``job_type``,
+    ``task``, ``attempt``) set by nested blocks in ``ctx.collected``, so a line written
+    after they ended (a request's access line) can carry them too.
+    """
     parent = _context.get()
     merged = dict(parent.labels) if parent else {}
-    merged.update({k: str(v) for k, v in labels.items() if v is not None})
+    added = {k: str(v) for k, v in labels.items() if v is not None}
+    merged.update(added)
+    collected = {} if collect else (parent.collected if parent else None)
+    if collected is not None:
+        collected.update({k: v for k, v in added.items() if k in _STICKY})
     ctx = LogContext(
         merged,
         trace if trace is not None else (parent.trace if parent else None),
         span_id if span_id is not None else (parent.span_id if parent else None),
         trace_sampled if trace_sampled is not None else (parent.trace_sampled if parent else False),
+        collected,
     )
     token = _context.set(ctx)
     try:
@@ -92,7 +115,12 @@ def log_context(
 
 
 class _ContextFilter(logging.Filter):
-    """Copy the context's labels and trace onto the record before Cloud's filter runs."""
+    """Copy the context's labels and trace onto the record before Cloud's filter runs.
+
+    Trace and ``http_request`` are always set, so Cloud's filter never infers them from
+    the raw request headers (unvalidated input) or stamps a partial httpRequest on
+    lines other than the access line.
+    """
 
     def __init__(self, service: str, project_id: str) -> None:
         super().__init__()
@@ -104,10 +132,13 @@ class _ContextFilter(logging.Filter):
         labels: dict[str, str] = {"service": self.service}
         if ctx is not None:
             labels.update(ctx.labels)
-            if ctx.trace and not hasattr(record, "trace"):
-                record.trace = f"projects/{self.project_id}/traces/{ctx.trace}"
-                record.span_id = ctx.span_id or ""
-                record.trace_sampled = ctx.trace_sampled
+        if not hasattr(record, "trace"):
+            trace = ctx.trace if ctx is not None else None
+            record.trace = f"projects/{self.project_id}/traces/{trace}" if trace else None
+            record.span_id = (ctx.span_id if ctx is not None else None) or None
+            record.trace_sampled = bool(ctx is not None and ctx.trace_sampled)
+        if not hasattr(record, "http_request"):
+            record.http_request = None
         extra = getattr(record, "labels", None)
         if isinstance(extra, Mapping):
             labels.update({str(k): str(v) for k, v in extra.items()})
@@ -116,39 +147,63 @@ class _ContextFilter(logging.Filter):
 
 
 class _CloudLineHandler(StructuredLogHandler):
-    """StructuredLogHandler that also writes ``time`` (RFC 3339), which Cloud Logging reads."""
+    """StructuredLogHandler whose lines also hold ``time`` (RFC 3339) and omit empty fields."""
 
     def __init__(self, *, project_id: str, stream: IO[str]) -> None:
         super().__init__(project_id=project_id, stream=stream)  # type: ignore[no-untyped-call]
 
     def format(self, record: logging.LogRecord) -> str:
-        line = str(super().format(record))  # type: ignore[no-untyped-call]
+        fields = json.loads(str(super().format(record)))  # type: ignore[no-untyped-call]
         stamp = dt.datetime.fromtimestamp(record.created, dt.UTC).isoformat(timespec="microseconds")
-        return '{"time": "' + stamp.replace("+00:00", "Z") + '", ' + line[1:]
+        line: dict[str, Any] = {"time": stamp.replace("+00:00", "Z")}
+        line.update(fields)
+        if not line.get(TRACE):
+            for key in (TRACE, SPAN_ID, TRACE_SAMPLED):
+                line.pop(key, None)
+        if not line.get("httpRequest"):
+            line.pop("httpRequest", None)
+        return json.dumps(line, ensure_ascii=False)
 
 
-class SharedRotatingFileHandler(logging.handlers.WatchedFileHandler):
+class SharedRotatingFileHandler(logging.Handler):
     """Append-only JSON lines file, bounded in size, shared by several processes.
 
-    Each line is one ``write`` on an ``O_APPEND`` file, so lines of gunicorn workers
-    never interleave. The process that sees the file past ``max_bytes`` rotates it
-    under an ``flock``; the others notice the new inode and reopen.
+    Each line is one ``write`` on an ``O_APPEND`` descriptor, so lines of gunicorn
+    workers never interleave. The process that sees the file past ``max_bytes`` rotates
+    it under an ``flock``; the others notice the new inode at their next line and reopen.
     """
 
     def __init__(self, filename: str, max_bytes: int, backup_count: int) -> None:
-        super().__init__(filename, encoding="utf-8")
+        super().__init__()
+        self.baseFilename = os.path.abspath(filename)
         self.max_bytes = max_bytes
         self.backup_count = backup_count
+        self._fd = -1
+        self._ino = -1
+        self._open()
+
+    def _open(self) -> None:
+        if self._fd >= 0:
+            os.close(self._fd)
+        self._fd = os.open(self.baseFilename, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+        self._ino = os.fstat(self._fd).st_ino
+
+    def _reopen_if_moved(self) -> None:
+        try:
+            moved = os.stat(self.baseFilename).st_ino != self._ino
+        except FileNotFoundError:
+            moved = True
+        if moved:
+            self._open()
 
     def emit(self, record: logging.LogRecord) -> None:
-        super().emit(record)
-        stream: IO[str] | None = self.stream
-        if stream is None or self.max_bytes <= 0:
-            return
         try:
-            if stream.tell() >= self.max_bytes:
+            data = (self.format(record) + "\n").encode("utf-8", "replace")
+            self._reopen_if_moved()
+            os.write(self._fd, data)
+            if self.max_bytes > 0 and os.fstat(self._fd).st_size >= self.max_bytes:
                 self._rotate()
-        except OSError:
+        except Exception:  # noqa: BLE001 - logging must never raise into the caller
             self.handleError(record)
 
     def _rotate(self) -> None:
@@ -167,10 +222,19 @@ class SharedRotatingFileHandler(logging.handlers.WatchedFileHandler):
                 os.replace(self.baseFilename, f"{self.baseFilename}.1")
             else:
                 os.truncate(self.baseFilename, 0)
-        self.reopenIfNeeded()
+        self._reopen_if_moved()
+
+    def close(self) -> None:
+        """Close the file."""
+        with contextlib.suppress(OSError):
+            if self._fd >= 0:
+                os.close(self._fd)
+        self._fd = -1
+        super().close()
 
 
 _configured: str | None = None
+_installed: list[logging.Handler] = []
 
 
 def configure_logging(
@@ -195,9 +259,8 @@ def configure_logging(
     google.cloud.logging_v2._instrumentation_emitted = True
 
     context_filter = _ContextFilter(service, project_id)
-    handlers: list[logging.Handler] = [
-        _CloudLineHandler(project_id=project_id, stream=stream or sys.stdout)
-    ]
+    line_handler = _CloudLineHandler(project_id=project_id, stream=stream or sys.stdout)
+    handlers: list[logging.Handler] = [line_handler]
     if log_dir:
         os.makedirs(log_dir, exist_ok=True)
         file_handler = SharedRotatingFileHandler(
@@ -212,6 +275,7 @@ def configure_logging(
     for handler in handlers:
         handler.filters.insert(0, context_filter)  # before Cloud's own filter
         root.addHandler(handler)
+    _installed[:] = handlers
     root.setLevel(level.upper())
     # Quiet chatty libraries; their warnings still come through.
     for name in ("urllib3", "google.auth", "grpc", "gunicorn.access"):
@@ -235,9 +299,14 @@ def configure_logging_from(service: str, config: Mapping[str, Any]) -> None:
 
 
 def reset_logging_for_tests() -> None:
-    """Forget the process's logging set-up (tests only)."""
+    """Forget the process's logging set-up and close its handlers (tests only)."""
     global _configured
     _configured = None
+    root = logging.getLogger()
+    for handler in _installed:
+        root.removeHandler(handler)
+        handler.close()
+    _installed.clear()
 
 
 class _JsonLineFormatter(logging.Formatter):

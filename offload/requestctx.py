@@ -28,6 +28,7 @@ __all__ = [
     "current_request_id",
     "current_trace",
     "init_app",
+    "is_valid_request_id",
     "parse_trace",
     "pick_request_id",
 ]
@@ -35,9 +36,10 @@ __all__ = [
 log = logging.getLogger("offload.access")
 
 REQUEST_ID_HEADER = "X-Request-ID"
-_REQUEST_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:-]{0,127}$")
-_TRACEPARENT = re.compile(r"^00-([0-9a-f]{32})-([0-9a-f]{16})-([0-9a-f]{2})$")
-_CLOUD_TRACE = re.compile(r"^([0-9a-fA-F]{32})(?:/(\d{1,20}))?(?:;o=([01]))?$")
+# fullmatch everywhere: ``$`` would also accept a value ending in a newline.
+_REQUEST_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._:-]{0,127}")
+_TRACEPARENT = re.compile(r"00-([0-9a-f]{32})-([0-9a-f]{16})-([0-9a-f]{2})")
+_CLOUD_TRACE = re.compile(r"([0-9a-fA-F]{32})(?:/([0-9]{1,20}))?(?:;o=([01]))?")
 
 
 @dataclass(frozen=True)
@@ -58,21 +60,26 @@ def new_request_id() -> str:
     return os.urandom(16).hex()
 
 
+def is_valid_request_id(value: str) -> bool:
+    """Whether ``value`` is a request id we accept: 1-128 of ``[A-Za-z0-9._:-]``."""
+    return _REQUEST_ID.fullmatch(value) is not None
+
+
 def pick_request_id(headers: HeaderMap) -> str:
     """The request id: a valid ``X-Request-ID``, else App Engine's log id, else a new one."""
     for name in (REQUEST_ID_HEADER, "X-Appengine-Request-Log-Id"):
         value = headers.get(name)
-        if value and _REQUEST_ID.match(value):
+        if value and is_valid_request_id(value):
             return value
     return new_request_id()
 
 
 def parse_trace(headers: HeaderMap) -> TraceContext:
     """The incoming trace (``traceparent``, else ``X-Cloud-Trace-Context``), else a new one."""
-    match = _TRACEPARENT.match(headers.get("traceparent", "").strip())
+    match = _TRACEPARENT.fullmatch(headers.get("traceparent", "").strip())
     if match and match.group(1) != "0" * 32 and match.group(2) != "0" * 16:
         return TraceContext(match.group(1), match.group(2), int(match.group(3), 16) & 1 == 1)
-    match = _CLOUD_TRACE.match(headers.get("X-Cloud-Trace-Context", "").strip())
+    match = _CLOUD_TRACE.fullmatch(headers.get("X-Cloud-Trace-Context", "").strip())
     if match:
         span = int(match.group(2) or 0) & (2**64 - 1)
         span_hex = f"{span:016x}" if span else os.urandom(8).hex()
@@ -82,6 +89,8 @@ def parse_trace(headers: HeaderMap) -> TraceContext:
 
 def current_request_id() -> str:
     """The request id of the request being handled."""
+    if "request_id" not in g:  # asked before our before_request ran
+        g.request_id = pick_request_id(request.headers)
     value: str = g.request_id
     return value
 
@@ -105,24 +114,30 @@ def init_app(app: Flask) -> None:
             trace=g.trace.trace_id,
             span_id=g.trace.span_id,
             trace_sampled=g.trace.sampled,
+            collect=True,
         )
-        ctx.__enter__()
+        g.log_labels = ctx.__enter__().collected
         g.log_context = ctx
+        offered = request.headers.get(REQUEST_ID_HEADER)
+        if offered is not None and offered != g.request_id:
+            # Never the value itself: it is exactly what must not reach a log line.
+            log.info("ignored an invalid X-Request-ID header (%d characters)", len(offered))
 
     @app.after_request
     def _finish(response: Response) -> Response:
-        request_id = g.get("request_id")
-        if request_id is None:  # failed before our before_request ran
-            request_id = pick_request_id(request.headers)
-        response.headers[REQUEST_ID_HEADER] = request_id
+        response.headers[REQUEST_ID_HEADER] = current_request_id()
         started = g.get("request_started")
         latency = time.perf_counter() - started if started is not None else 0.0
-        log.info(
+        # 5xx answers (a worker asking Cloud Tasks to retry, say) stand out; errors with a
+        # stack trace were logged at ERROR where they happened.
+        log.log(
+            logging.WARNING if response.status_code >= 500 else logging.INFO,
             "%s %s %s",
             request.method,
             request.path,
             response.status_code,
             extra={
+                "labels": dict(g.get("log_labels") or {}),
                 "http_request": {
                     "requestMethod": request.method,
                     "requestUrl": request.url,
@@ -133,7 +148,7 @@ def init_app(app: Flask) -> None:
                     "requestSize": str(request.content_length or 0),
                     "responseSize": str(response.calculate_content_length() or 0),
                     "protocol": request.environ.get("SERVER_PROTOCOL"),
-                }
+                },
             },
         )
         return response

@@ -219,6 +219,7 @@ def make_stack(
         "OFFLOAD_LOG_DIR": str(tmp / "log"),
         "OFFLOAD_PROGRESS_INTERVAL_SECONDS": "0.2",
         "OFFLOAD_PLATFORM_TIMEOUT_SECONDS": "600",
+        "OFFLOAD_JOB_MODULES": "jobs,tests.testjobs",
         **(env or {}),
     }
     stack = Stack(tmp=tmp, env=base_env)

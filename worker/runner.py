@@ -26,7 +26,7 @@ from typing import Any
 from pydantic import BaseModel, ValidationError
 
 from offload.context import JobContext
-from offload.deadline import Deadline, enforce
+from offload.deadline import Deadline, enforce, hard_exit
 from offload.errors import CancelledError, DeadlineExceededError, PermanentError, TransientError
 from offload.registry import get_job_type
 from offload.store import CANCELLED, FAILED, SUCCEEDED, Job, JobStore
@@ -144,7 +144,11 @@ def run_delivery(store: JobStore, config: Mapping[str, Any], delivery: Delivery)
     log.info("attempt %d of %d started, budget %gs", delivery.attempt, max_attempts, budget)
     started = time.perf_counter()
     try:
-        with enforce(deadline, hard_grace=float(config["HARD_GRACE_SECONDS"])):
+        with enforce(
+            deadline,
+            hard_grace=float(config["HARD_GRACE_SECONDS"]),
+            on_hard_limit=lambda: _hard_stop(store, job, token, ctx),
+        ):
             ctx.check()
             result = job_type.handler(ctx, payload)
     except DeadlineExceededError as e:
@@ -195,6 +199,24 @@ def run_delivery(store: JobStore, config: Mapping[str, Any], delivery: Delivery)
     store.finish(job.id, token, status=SUCCEEDED, result=stored, outcome="succeeded")
     log.info("job %s succeeded in %.3fs", job.id, time.perf_counter() - started)
     return Outcome(False, "succeeded")
+
+
+def _hard_stop(store: JobStore, job: Job, token: str, ctx: JobContext) -> None:
+    """The job ignored its deadline: record the attempt, then end this process.
+
+    Nothing in the process can be trusted to unwind the job, so it exits; gunicorn's
+    arbiter starts a fresh worker and Cloud Tasks, seeing no answer, retries.
+    """
+    log.critical(
+        "attempt %d ignored DeadlineExceededError: ending the worker process", ctx.attempt
+    )
+    try:
+        error = DeadlineExceededError("the job ignored its deadline; its process was ended")
+        _failed(store, job, token, ctx, "deadline_exceeded", error)
+    except Exception:
+        log.exception("could not record the stopped attempt; the next delivery will")
+    finally:
+        hard_exit()
 
 
 def _failed(

@@ -354,15 +354,7 @@ class JobStore:
                 )
             ).rowcount
             if won:
-                conn.execute(
-                    update(attempts)
-                    .where(attempts.c.job_id == job_id, attempts.c.finished_at.is_(None))
-                    .values(
-                        finished_at=now,
-                        outcome="interrupted",
-                        error="the runner stopped without answering (killed or timed out)",
-                    )
-                )
+                self._interrupt_open_attempts(conn, job_id, now)
                 conn.execute(insert(attempts).values(job_id=job_id, number=attempt, started_at=now))
         job = self.get(job_id)
         if won and job is not None:
@@ -439,28 +431,47 @@ class JobStore:
         return bool(changed)
 
     def fail_unclaimed(self, job_id: str, *, reason: str, error: dict[str, Any]) -> bool:
-        """Fail a queued job without running it (its attempts are used up)."""
+        """Fail a job without running it (its attempts are used up).
+
+        Allowed from queued, or from running when the runner's lease has run out (it
+        died); an attempt it left open is closed as ``interrupted``.
+        """
         now = utcnow()
         with self.engine.begin() as conn:
-            return bool(
-                conn.execute(
-                    update(jobs)
-                    .where(
-                        jobs.c.id == job_id,
-                        jobs.c.status.in_((QUEUED, RUNNING)),
-                        or_(jobs.c.status == QUEUED, jobs.c.lease_expires_at < now),
-                    )
-                    .values(
-                        status=FAILED,
-                        reason=reason,
-                        error=error,
-                        finished_at=now,
-                        updated_at=now,
-                        lease_token=None,
-                        lease_expires_at=None,
-                    )
-                ).rowcount
+            changed = conn.execute(
+                update(jobs)
+                .where(
+                    jobs.c.id == job_id,
+                    or_(
+                        jobs.c.status == QUEUED,
+                        and_(jobs.c.status == RUNNING, jobs.c.lease_expires_at < now),
+                    ),
+                )
+                .values(
+                    status=FAILED,
+                    reason=reason,
+                    error=error,
+                    finished_at=now,
+                    updated_at=now,
+                    lease_token=None,
+                    lease_expires_at=None,
+                )
+            ).rowcount
+            if changed:
+                self._interrupt_open_attempts(conn, job_id, now)
+        return bool(changed)
+
+    @staticmethod
+    def _interrupt_open_attempts(conn: Connection, job_id: str, now: dt.datetime) -> None:
+        conn.execute(
+            update(attempts)
+            .where(attempts.c.job_id == job_id, attempts.c.finished_at.is_(None))
+            .values(
+                finished_at=now,
+                outcome="interrupted",
+                error="the runner stopped without answering (killed or timed out)",
             )
+        )
 
     def set_progress(self, job_id: str, token: str, fraction: float, message: str | None) -> None:
         """Store a running job's progress."""

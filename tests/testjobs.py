@@ -1,0 +1,26 @@
+"""Job types that only the tests use (loaded with OFFLOAD_JOB_MODULES=jobs,tests.testjobs)."""
+
+from __future__ import annotations
+
+import time
+
+from pydantic import BaseModel
+
+from offload.context import JobContext
+from offload.errors import DeadlineExceededError
+from offload.registry import job
+
+
+class Seconds(BaseModel):
+    seconds: float
+
+
+@job("test.stubborn", payload=Seconds, deadline_seconds=1, max_attempts=2)
+def stubborn(ctx: JobContext, payload: Seconds) -> None:
+    """Swallow DeadlineExceededError and keep sleeping: only the hard limit stops it."""
+    end = time.monotonic() + payload.seconds
+    while time.monotonic() < end:
+        try:
+            time.sleep(0.05)
+        except DeadlineExceededError:
+            pass
