@@ -33,10 +33,10 @@ class RetryPolicy:
         i = max(0, retry_index)
         d = self.max_doublings
         if i <= d:
-            # min() first so a huge doubling count cannot overflow a float.
-            value = self.min_backoff * 2.0 ** min(i, 1100)
+            # 2.0 ** 1024 overflows a float; any cap past max_backoff gives the same answer.
+            value = self.min_backoff * 2.0 ** min(i, 1000)
         else:
-            step = self.min_backoff * 2.0 ** min(d, 1100)
+            step = self.min_backoff * 2.0 ** min(d, 1000)
             value = step * (1 + i - d)
         return min(value, self.max_backoff)
 
