@@ -173,6 +173,7 @@ class Stack:
         self.procs["emulator"] = proc
         proc.wait_until(lambda: tcp_open(self.emulator_port))
         self.env["OFFLOAD_TASKS_EMULATOR_HOST"] = f"127.0.0.1:{self.emulator_port}"
+        self.env.setdefault("OFFLOAD_WORKER_URL", self.worker_url)
         self.env["OFFLOAD_OIDC_CERTS_URL"] = (
             f"http://127.0.0.1:{self.emulator_http_port}/oauth2/v1/certs"
         )
