@@ -89,7 +89,8 @@ def build_filter(request_id: str, since: dt.datetime) -> str:
     quoted = request_id.replace("\\", "\\\\").replace('"', '\\"')
     # Parenthesised: in this language OR binds tighter than AND, so extending the query
     # with "OR ..." later cannot silently drop the time bound.
-    return f'(labels.request_id="{quoted}") AND (timestamp>="{rfc3339(since)}")'
+    bound = since.astimezone(dt.UTC).replace(microsecond=0).isoformat().replace("+00:00", "Z")
+    return f'(labels.request_id="{quoted}") AND (timestamp>="{bound}")'
 
 
 class LocalTail:
