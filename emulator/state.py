@@ -9,8 +9,8 @@ from __future__ import annotations
 import asyncio
 import base64
 import heapq
+import math
 import time
-from collections import OrderedDict
 from collections.abc import Callable
 from typing import Any
 
@@ -80,7 +80,10 @@ class QueueState:
         self.tombstone_seconds = tombstone_seconds
         self.tasks: dict[str, TaskRecord] = {}
         self.heap: list[tuple[float, int, int, TaskRecord]] = []
-        self.tombstones: OrderedDict[str, float] = OrderedDict()
+        # task id -> expiry. A plain dict: insertion order is expiry order (one window
+        # per queue), and ~100 bytes an entry keeps 100,000 finished tasks cheap.
+        self.tombstones: dict[str, float] = {}
+        self._expiry = 0.0
         rl = pb.rate_limits
         self.bucket = TokenBucket(rl.max_dispatches_per_second, rl.max_burst_size, now)
         self.policy = policy_from_pb(pb.retry_config, literal_doublings=True)
@@ -114,7 +117,11 @@ class QueueState:
         """Remove a task for good and keep its name as a tombstone."""
         rec.gone = True
         if self.tasks.pop(rec.task_id, None) is not None and self.tombstone_seconds > 0:
-            self.tombstones[rec.task_id] = now + self.tombstone_seconds
+            # Rounded up to 0.1 s so the tombstones of one instant share a float object.
+            expiry = math.ceil((now + self.tombstone_seconds) * 10) / 10
+            if expiry != self._expiry:
+                self._expiry = expiry
+            self.tombstones[rec.task_id] = self._expiry
 
     def tombstoned(self, task_id: str, now: float) -> bool:
         """True while the name of a finished or deleted task is still reserved."""
@@ -129,11 +136,10 @@ class QueueState:
     def sweep(self, now: float) -> None:
         """Drop expired tombstones (oldest first: one window per queue keeps them in order)."""
         tomb = self.tombstones
-        while tomb:
-            task_id, expiry = next(iter(tomb.items()))
-            if expiry > now:
-                break
-            tomb.popitem(last=False)
+        if tomb and next(iter(tomb.values())) <= now:
+            # Rebuilding beats popping the front one by one: deleted slots at a dict's
+            # front make each next(iter()) rescan them.
+            self.tombstones = {k: v for k, v in tomb.items() if v > now}
         # Drop heap entries left behind by deleted or rescheduled tasks.
         if len(self.heap) > 2 * len(self.tasks) + 1024:
             self.heap = [e for e in self.heap if not e[3].gone and e[3].gen == e[2]]
