@@ -1,0 +1,226 @@
+"""Real processes on loopback: the emulator and both gunicorn services.
+
+Used by the end-to-end tests (through tests/conftest.py) and by the benchmarks in
+bench/. Each process runs in its own process group with its output in a file, and is
+stopped by PID (the whole group) when done.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import requests
+
+ROOT = Path(__file__).resolve().parent.parent
+PROJECT = "offload-test"
+LOCATION = "us-central1"
+QUEUE = "offload-jobs"
+
+# Fast retries, so tests of retry behaviour take seconds, not minutes.
+TEST_QUEUE_YAML = """\
+queue:
+- name: offload-jobs
+  target: worker
+  rate: 500/s
+  bucket_size: 500
+  max_concurrent_requests: 50
+  retry_parameters:
+    task_retry_limit: 10
+    min_backoff_seconds: 0.2
+    max_backoff_seconds: 1
+    max_doublings: 2
+"""
+
+
+def free_port() -> int:
+    """A TCP port nothing listens on right now."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port: int = s.getsockname()[1]
+        return port
+
+
+class Proc:
+    """A child process in its own process group, with its output in a file."""
+
+    def __init__(self, name: str, argv: Sequence[str], env: Mapping[str, str], log: Path) -> None:
+        self.name = name
+        self.log = log
+        self._out = open(log, "wb")  # noqa: SIM115 - closed in stop()
+        self.popen = subprocess.Popen(
+            list(argv),
+            cwd=ROOT,
+            env={**os.environ, **env},
+            stdout=self._out,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+
+    @property
+    def pid(self) -> int:
+        return self.popen.pid
+
+    def output(self) -> str:
+        return self.log.read_text(errors="replace")
+
+    def wait_until(self, ready: Any, timeout: float = 30.0) -> None:
+        """Poll ``ready()`` until it is true; fail with the process's output otherwise."""
+        end = time.monotonic() + timeout
+        while time.monotonic() < end:
+            if self.popen.poll() is not None:
+                raise RuntimeError(f"{self.name} exited {self.popen.returncode}:\n{self.output()}")
+            try:
+                if ready():
+                    return
+            except (OSError, requests.RequestException):
+                pass
+            time.sleep(0.1)
+        raise RuntimeError(f"{self.name} not ready after {timeout}s:\n{self.output()}")
+
+    def stop(self, sig: int = signal.SIGTERM, timeout: float = 15.0) -> int:
+        """Signal the process group, wait, then SIGKILL whatever is left."""
+        if self.popen.poll() is None:
+            try:
+                os.killpg(self.pid, sig)
+            except ProcessLookupError:
+                pass
+            try:
+                self.popen.wait(timeout)
+            except subprocess.TimeoutExpired:
+                pass
+        try:
+            os.killpg(self.pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+        code = self.popen.wait()
+        self._out.close()
+        return code
+
+
+def tcp_open(port: int) -> bool:
+    """Whether something accepts connections on 127.0.0.1:port."""
+    with socket.socket() as s:
+        s.settimeout(0.5)
+        return s.connect_ex(("127.0.0.1", port)) == 0
+
+
+def http_ok(url: str) -> bool:
+    """Whether ``url`` answers 200."""
+    return requests.get(url, timeout=2).status_code == 200
+
+
+@dataclass
+class Stack:
+    """The three real processes and what a test needs to reach them."""
+
+    tmp: Path
+    env: dict[str, str]
+    web_url: str = ""
+    worker_url: str = ""
+    emulator_port: int = 0
+    emulator_http_port: int = 0
+    procs: dict[str, Proc] = field(default_factory=dict)
+
+    @property
+    def log_dir(self) -> Path:
+        return self.tmp / "log"
+
+    def tasks_client(self) -> Any:
+        """A real google-cloud-tasks client connected to this stack's emulator."""
+        import grpc
+        from google.cloud import tasks_v2
+        from google.cloud.tasks_v2.services.cloud_tasks.transports import (
+            CloudTasksGrpcTransport,
+        )
+
+        channel = grpc.insecure_channel(f"127.0.0.1:{self.emulator_port}")
+        return tasks_v2.CloudTasksClient(transport=CloudTasksGrpcTransport(channel=channel))
+
+    def start_emulator(self, queue_yaml: str = TEST_QUEUE_YAML) -> None:
+        self.emulator_port, self.emulator_http_port = free_port(), free_port()
+        worker_port = free_port()
+        self.worker_url = f"http://127.0.0.1:{worker_port}"
+        (self.tmp / "queue.yaml").write_text(queue_yaml)
+        argv = [
+            sys.executable, "-m", "emulator",
+            "--port", str(self.emulator_port),
+            "--http-port", str(self.emulator_http_port),
+            "--project", PROJECT,
+            "--location", LOCATION,
+            "--queue-yaml", str(self.tmp / "queue.yaml"),
+            "--appengine-service", f"worker={self.worker_url}",
+            "--log-dir", str(self.log_dir),
+            "--min-dispatch-deadline-seconds", "1",
+        ]  # fmt: skip
+        proc = Proc("emulator", argv, self.env, self.tmp / "emulator.out")
+        self.procs["emulator"] = proc
+        proc.wait_until(lambda: tcp_open(self.emulator_port))
+        self.env["OFFLOAD_TASKS_EMULATOR_HOST"] = f"127.0.0.1:{self.emulator_port}"
+        self.env.setdefault("OFFLOAD_WORKER_URL", self.worker_url)
+        self.env["OFFLOAD_OIDC_CERTS_URL"] = (
+            f"http://127.0.0.1:{self.emulator_http_port}/oauth2/v1/certs"
+        )
+
+    def start_service(self, name: str, *, processes: int = 2, timeout: int = 60) -> None:
+        url = self.worker_url if name == "worker" else f"http://127.0.0.1:{free_port()}"
+        if name == "web":
+            self.web_url = url
+        argv = [
+            sys.executable, "-m", "gunicorn", "-c", "gunicorn.conf.py",
+            "--name", name,
+            "--bind", url.removeprefix("http://"),
+            "--workers", str(processes),
+            "--timeout", str(timeout),
+            f"{name}.main:app",
+        ]  # fmt: skip
+        proc = Proc(name, argv, self.env, self.tmp / f"{name}.out")
+        self.procs[name] = proc
+        proc.wait_until(lambda: http_ok(url + "/healthz"))
+
+    def stop(self) -> None:
+        for proc in reversed(list(self.procs.values())):
+            proc.stop()
+
+    def outputs(self) -> str:
+        return "\n".join(f"===== {n} =====\n{p.output()[-20000:]}" for n, p in self.procs.items())
+
+
+def make_stack(
+    tmp: Path,
+    *,
+    env: Mapping[str, str] | None = None,
+    queue_yaml: str = TEST_QUEUE_YAML,
+    worker_processes: int = 2,
+    worker_timeout: int = 60,
+) -> Stack:
+    """Start emulator, worker and web on free loopback ports."""
+    tmp.mkdir(parents=True, exist_ok=True)
+    base_env = {
+        "OFFLOAD_PROJECT_ID": PROJECT,
+        "OFFLOAD_LOCATION": LOCATION,
+        "OFFLOAD_QUEUE": QUEUE,
+        "OFFLOAD_DATABASE_URL": f"sqlite:///{tmp / 'offload.db'}",
+        "OFFLOAD_LOG_DIR": str(tmp / "log"),
+        "OFFLOAD_PROGRESS_INTERVAL_SECONDS": "0.2",
+        "OFFLOAD_PLATFORM_TIMEOUT_SECONDS": "600",
+        "OFFLOAD_JOB_MODULES": "jobs,tests.testjobs",
+        **(env or {}),
+    }
+    stack = Stack(tmp=tmp, env=base_env)
+    try:
+        stack.start_emulator(queue_yaml)
+        stack.start_service("worker", processes=worker_processes, timeout=worker_timeout)
+        stack.start_service("web", processes=2)
+    except BaseException:
+        stack.stop()
+        raise
+    return stack
