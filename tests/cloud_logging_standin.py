@@ -125,11 +125,13 @@ class LoggingStandIn:
         The client's own channel would be TLS with Google credentials, so its Logging
         API object is built on an insecure loopback channel instead.
         """
-        client = cloud_logging.Client(
-            project=project, credentials=AnonymousCredentials(), _use_grpc=True
+        credentials = AnonymousCredentials()  # type: ignore[no-untyped-call]
+        client = cloud_logging.Client(  # type: ignore[no-untyped-call]
+            project=project, credentials=credentials, _use_grpc=True
         )
         channel = grpc.insecure_channel(f"127.0.0.1:{self.port}")
         self._channels.append(channel)
         transport = LoggingServiceV2GrpcTransport(channel=channel)
-        client._logging_api = _LoggingAPI(LoggingServiceV2Client(transport=transport), client)
+        gapic = LoggingServiceV2Client(transport=transport)
+        client._logging_api = _LoggingAPI(gapic, client)  # type: ignore[no-untyped-call]
         return client

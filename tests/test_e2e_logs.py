@@ -225,7 +225,8 @@ def test_logs_are_found_across_rotated_files_of_several_gunicorn_workers(tmp_pat
             wait_for(stack, job_id, "succeeded")
         assert len(list(stack.log_dir.glob("web.log.*"))) > 2  # rotated, several times
         for rid in rids:
-            tail, entries = LocalTail(str(stack.log_dir), rid), []
+            tail = LocalTail(str(stack.log_dir), rid)
+            entries: list[dict[str, Any]] = []
             end = time.monotonic() + 30
             while len(entries) < 6 and time.monotonic() < end:
                 entries += tail.poll()
