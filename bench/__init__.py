@@ -1,0 +1,1 @@
+"""Benchmarks against the real processes on loopback (``make bench``, never ``make test``)."""
