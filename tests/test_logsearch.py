@@ -228,3 +228,35 @@ def test_follow_prints_lines_as_they_are_written_and_stops_on_ctrl_c(tmp_path: P
         for stream in (proc.stdout, proc.stderr):
             if stream is not None:
                 stream.close()
+
+
+def test_project_follow_prints_only_new_entries_and_moves_its_bound(
+    standin: LoggingStandIn, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    looks: list[float] = []
+
+    def fake_sleep(seconds: float) -> None:
+        looks.append(seconds)
+        if len(looks) == 1:  # a line arrives while we wait
+            standin.entries.append(
+                make_entry(
+                    when=T0 + dt.timedelta(minutes=5),
+                    message="late line",
+                    labels={"request_id": "rid-1", "service": "worker"},
+                    insert_id="late",
+                )
+            )
+        else:
+            raise KeyboardInterrupt  # Ctrl-C
+
+    monkeypatch.setattr(logsearch.time, "sleep", fake_sleep)
+    args = parse("rid-1", "--project", "p", "--since", "2026-11-21T09:00:00Z", "--follow")
+    assert logsearch.main(args, logging_client=standin.client("p")) == 0
+    out = capsys.readouterr().out.splitlines()
+    assert [line.split()[-1] for line in out] == ["1", "2", "4", "5", "7", "8", "line"]
+    assert looks == [5.0, 5.0]  # Cloud Logging allows 60 reads a minute
+    filters = [r.filter for r in standin.requests if not r.page_token]
+    assert filters == [
+        '(labels.request_id="rid-1") AND (timestamp>="2026-11-21T09:00:00Z")',
+        '(labels.request_id="rid-1") AND (timestamp>="2026-11-21T09:59:08Z")',  # newest - 1 min
+    ]
