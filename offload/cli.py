@@ -25,6 +25,39 @@ def _logs(args: argparse.Namespace) -> int:
     return logs_main(args)
 
 
+def _expire(args: argparse.Namespace) -> int:
+    from worker import create_app
+    from worker.cron import expire_jobs
+
+    app = create_app()
+    with app.app_context():
+        retention = (
+            args.older_than if args.older_than is not None else app.config["JOB_RETENTION_SECONDS"]
+        )
+        print(f"expired {expire_jobs(int(retention))} jobs")
+    return 0
+
+
+def _init_db(_args: argparse.Namespace) -> int:
+    from offload.store import JobStore
+
+    config = load_config()
+    store = JobStore(config["DATABASE_URL"], pool_size=1)
+    store.create_schema()
+    store.dispose()
+    print("schema ready")
+    return 0
+
+
+def _new_key(args: argparse.Namespace) -> int:
+    from web.auth import hash_key, new_key
+
+    key = new_key()
+    print(f"key (give it to the client, then forget it): {key}")
+    print(f"OFFLOAD_API_KEYS entry: {args.name}:{hash_key(key)}:{args.role}")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The command line of ``offload``."""
     parser = argparse.ArgumentParser(prog="offload", description=__doc__)
@@ -43,6 +76,23 @@ def build_parser() -> argparse.ArgumentParser:
 
     add_arguments(logs)
     logs.set_defaults(func=_logs)
+    db = sub.add_parser("db", help="database schema").add_subparsers(dest="db", required=True)
+    db.add_parser("init", help="create the tables and indexes if missing").set_defaults(
+        func=_init_db
+    )
+    jobs = sub.add_parser("jobs", help="job housekeeping").add_subparsers(
+        dest="jobs", required=True
+    )
+    expire = jobs.add_parser("expire", help="delete finished jobs older than the retention")
+    expire.add_argument(
+        "--older-than", type=int, metavar="SECONDS", help="default: OFFLOAD_JOB_RETENTION_SECONDS"
+    )
+    expire.set_defaults(func=_expire)
+    keys = sub.add_parser("keys", help="API keys").add_subparsers(dest="keys", required=True)
+    new = keys.add_parser("new", help="make an API key and its OFFLOAD_API_KEYS entry")
+    new.add_argument("name", help="who the key is for (shown as key:NAME)")
+    new.add_argument("--role", choices=("read", "submit", "admin"), default="submit")
+    new.set_defaults(func=_new_key)
     return parser
 
 

@@ -137,6 +137,39 @@ SETTINGS: tuple[Setting, ...] = (
         float,
         "Least time between two progress writes of one job.",
     ),
+    Setting(
+        "API_AUTH",
+        "none",
+        str,
+        "How web authenticates clients: `api_key`, `iap`, or `none` (local only: refused "
+        "on App Engine and Cloud Run).",
+    ),
+    Setting(
+        "API_KEYS",
+        "",
+        str,
+        "API keys as `name:sha256-hex[:role]`, comma-separated (roles: `read`, `submit` "
+        "(default), `admin`); `offload keys new NAME` makes one. Keep it in Secret Manager.",
+    ),
+    Setting("IAP_AUDIENCE", "", str, "Expected `aud` of IAP's JWT (`/projects/N/apps/ID`)."),
+    Setting(
+        "IAP_CERTS_URL",
+        "https://www.gstatic.com/iap/verify/public_key-jwk",
+        str,
+        "Where IAP's signing keys (JWK) are fetched.",
+    ),
+    Setting("IAP_ADMINS", "", str, "Comma-separated IAP user emails with the `admin` role."),
+    Setting("CORS_ORIGINS", "", str, "Comma-separated origins allowed by CORS; empty = CORS off."),
+    Setting(
+        "MAX_PAYLOAD_BYTES", 64 * 1024, int, "Largest job payload (JSON) accepted (413 above)."
+    ),
+    Setting(
+        "JOB_RETENTION_SECONDS",
+        7 * 24 * 3600,
+        int,
+        "Finished jobs (and results) older than this are deleted by `offload jobs expire` "
+        "or the worker's cron route; 0 keeps them forever.",
+    ),
     Setting("LOG_LEVEL", "INFO", str, "Lowest severity logged."),
     Setting("LOG_DIR", "var/log", str, "Folder for local JSON log files; empty = stdout only."),
     Setting("LOG_FILE_MAX_BYTES", 10 * 1024 * 1024, int, "Size at which a log file rotates."),
@@ -176,6 +209,8 @@ def load_config(
         raw = env.get(ENV_PREFIX + setting.key)
         if raw is not None:
             config[setting.key] = _convert(setting, raw)
+    # Hosted on App Engine (GAE_ENV=standard) or Cloud Run (K_SERVICE): stricter defaults.
+    config["HOSTED"] = env.get("GAE_ENV", "").startswith("standard") or bool(env.get("K_SERVICE"))
     for key, value in (overrides or {}).items():
         known = _BY_KEY.get(key)
         config[key] = _convert(known, value) if known is not None else value

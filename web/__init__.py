@@ -9,7 +9,7 @@ from flask import Flask
 
 from offload.enqueue import TaskQueue
 from offload.flaskapp import base_app
-from web import api
+from web import api, openapi, security
 
 __all__ = ["create_app"]
 
@@ -18,5 +18,7 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
     """Build the web service; ``config`` overrides defaults and the environment."""
     app = base_app(__name__, "web", config)
     app.extensions["offload.tasks"] = TaskQueue(app.config)
+    security.init_app(app)
     app.register_blueprint(api.bp)
+    app.register_blueprint(openapi.bp)
     return app

@@ -20,8 +20,9 @@ from offload.logs import log_context
 from offload.problems import ProblemError, validation_errors
 from offload.registry import JobType, get_job_type
 from offload.requestctx import current_request_id, current_trace
-from offload.store import Job, NewJob, utcnow
+from offload.store import CANCELLED, FAILED, Job, NewJob, utcnow
 from web.schemas import ListQuery, SubmitJob
+from web.security import current_principal
 
 __all__ = ["bp"]
 
@@ -123,27 +124,13 @@ def submit_job() -> Response:
     request_hash = hashlib.sha256(
         json.dumps(body, sort_keys=True, separators=(",", ":")).encode()
     ).hexdigest()
-
-    store = get_store(current_app)
-    job_id = new_job_id()
-    trace = current_trace()
-    scheduled_at = (
-        utcnow() + dt.timedelta(seconds=submit.delay_seconds) if submit.delay_seconds else None
-    )
-    job, created = store.insert(
-        NewJob(
-            id=job_id,
-            type=job_type.name,
-            payload=payload,
-            request_id=current_request_id(),
-            trace=trace.trace_id,
-            max_attempts=job_type.max_attempts,
-            deadline_seconds=submit.deadline_seconds or job_type.deadline_seconds,
-            task_name=_tasks().task_name(task_id_for(job_id)),
-            scheduled_at=scheduled_at,
-            idempotency_key=key,
-            request_hash=request_hash if key else None,
-        )
+    job, created = _record(
+        job_type,
+        payload,
+        deadline_seconds=submit.deadline_seconds or job_type.deadline_seconds,
+        delay_seconds=submit.delay_seconds,
+        idempotency_key=key,
+        request_hash=request_hash if key else None,
     )
     if not created:
         if job.request_hash != request_hash:
@@ -159,7 +146,52 @@ def submit_job() -> Response:
             )
         log.info("idempotent repeat of job %s", job.id, extra={"labels": {"job_id": job.id}})
         return _job_response(job, 200)
+    _enqueue(job)
+    return _job_response(job, 202)
 
+
+def _record(
+    job_type: JobType,
+    payload: dict[str, Any],
+    *,
+    deadline_seconds: float,
+    delay_seconds: float | None = None,
+    idempotency_key: str | None = None,
+    request_hash: str | None = None,
+    resubmit_of: str | None = None,
+) -> tuple[Job, bool]:
+    """Store a new queued job for the caller (or find its idempotent twin)."""
+    if len(json.dumps(payload)) > int(current_app.config["MAX_PAYLOAD_BYTES"]):
+        raise ProblemError(
+            413,
+            "Payload Too Large",
+            f"the payload is over {current_app.config['MAX_PAYLOAD_BYTES']} bytes of JSON; "
+            "store large inputs elsewhere and pass a reference",
+            slug="payload-too-large",
+        )
+    job_id = new_job_id()
+    scheduled_at = utcnow() + dt.timedelta(seconds=delay_seconds) if delay_seconds else None
+    return get_store(current_app).insert(
+        NewJob(
+            id=job_id,
+            type=job_type.name,
+            payload=payload,
+            request_id=current_request_id(),
+            trace=current_trace().trace_id,
+            max_attempts=job_type.max_attempts,
+            deadline_seconds=deadline_seconds,
+            task_name=_tasks().task_name(task_id_for(job_id)),
+            scheduled_at=scheduled_at,
+            owner=current_principal().name,
+            idempotency_key=idempotency_key,
+            request_hash=request_hash,
+            resubmit_of=resubmit_of,
+        )
+    )
+
+
+def _enqueue(job: Job) -> None:
+    """Create the job's Cloud Task; if that fails, end the job and answer 503."""
     with log_context(job_id=job.id, job_type=job.type):
         try:
             _tasks().enqueue(
@@ -167,12 +199,15 @@ def submit_job() -> Response:
                 envelope=TaskEnvelope.make(
                     job_id=job.id, job_type=job.type, request_id=job.request_id
                 ),
-                headers={"X-Request-ID": job.request_id, "traceparent": trace.traceparent()},
+                headers={
+                    "X-Request-ID": job.request_id,
+                    "traceparent": current_trace().traceparent(),
+                },
                 budget_seconds=job.deadline_seconds,
-                schedule_time=scheduled_at,
+                schedule_time=job.scheduled_at,
             )
         except EnqueueError as e:
-            store.mark_enqueue_failed(job.id, str(e))
+            get_store(current_app).mark_enqueue_failed(job.id, str(e))
             log.warning("enqueue failed, job %s marked failed: %s", job.id, e)
             raise ProblemError(
                 503,
@@ -182,32 +217,42 @@ def submit_job() -> Response:
                 headers={"Retry-After": "5"},
             ) from e
         log.info("job %s accepted (%s), task %s created", job.id, job.type, job.task_name)
-    return _job_response(job, 202)
+
+
+def _visible_job(job_id: str) -> Job:
+    """The job, if the caller may see it; else 404 (existence is not revealed)."""
+    job = get_store(current_app).get(job_id) if is_job_id(job_id) else None
+    principal = current_principal()
+    if job is None or not (principal.admin or job.owner == principal.name):
+        raise ProblemError.not_found(f"job {job_id}")
+    return job
 
 
 @bp.get("/jobs/<job_id>")
 def get_job(job_id: str) -> Response:
     """The status monitor of one job."""
-    job = get_store(current_app).get(job_id) if is_job_id(job_id) else None
-    if job is None:
-        raise ProblemError.not_found(f"job {job_id}")
-    return _job_response(job, 200)
+    return _job_response(_visible_job(job_id), 200)
 
 
 @bp.get("/jobs")
 def list_jobs() -> Response:
-    """A page of jobs, newest first, filtered by status and type."""
+    """A page of the caller's jobs (every job for admins), newest first, filtered."""
     try:
         query = ListQuery.model_validate(request.args.to_dict())
     except ValidationError as e:
         raise ProblemError.validation(validation_errors(e, ["query"]), "invalid query") from None
     limit = min(query.limit, int(current_app.config["PAGE_SIZE_MAX"]))
+    principal = current_principal()
     jobs = get_store(current_app).list(
-        status=query.status, type=query.type, before=query.cursor, limit=limit + 1
+        status=query.status,
+        type=query.type,
+        owner=None if principal.admin else principal.name,
+        before=query.cursor,
+        limit=limit + 1,
     )
     page, more = jobs[:limit], len(jobs) > limit
     next_cursor = page[-1].id if more else None
-    response = jsonify(
+    return jsonify(
         {
             "jobs": [j.to_resource() for j in page],
             "next_cursor": next_cursor,
@@ -224,16 +269,13 @@ def list_jobs() -> Response:
             ),
         }
     )
-    response.headers["Cache-Control"] = "no-store"
-    return response
 
 
 @bp.delete("/jobs/<job_id>")
 def cancel_job(job_id: str) -> Response:
     """Cancel a job: 204 when it was still queued, 202 when it is running and asked to stop."""
-    store = get_store(current_app)
-    outcome = store.cancel(job_id) if is_job_id(job_id) else None
-    if outcome is None:
+    outcome = get_store(current_app).cancel(_visible_job(job_id).id)
+    if outcome is None:  # deleted by expiry meanwhile
         raise ProblemError.not_found(f"job {job_id}")
     job = outcome.job
     with log_context(job_id=job.id, job_type=job.type):
@@ -253,6 +295,32 @@ def cancel_job(job_id: str) -> Response:
             else:
                 log.info("job %s cancelled, task deleted: %s", job.id, deleted)
     return no_content()
+
+
+@bp.post("/jobs/<job_id>/resubmit")
+def resubmit_job(job_id: str) -> Response:
+    """Submit a failed or cancelled job again, as a new job with the same type and payload."""
+    old = _visible_job(job_id)
+    if old.status not in (FAILED, CANCELLED):
+        raise ProblemError(
+            409,
+            "Conflict",
+            f"job {old.id} is {old.status}; only failed or cancelled jobs are resubmitted",
+            slug="not-resubmittable",
+        )
+    job_type = get_job_type(old.type)
+    if job_type is None:
+        raise ProblemError(
+            409, "Conflict", f"job type {old.type!r} no longer exists", slug="unknown-job-type"
+        )
+    job, _ = _record(
+        job_type,
+        old.payload,
+        deadline_seconds=min(old.deadline_seconds, job_type.deadline_seconds),
+        resubmit_of=old.id,
+    )
+    _enqueue(job)
+    return _job_response(job, 202)
 
 
 @bp.get("/healthz")

@@ -38,3 +38,89 @@ class ListQuery(BaseModel):
     type: str | None = Field(default=None, min_length=1, max_length=100)
     limit: int = Field(default=20, ge=1)
     cursor: str | None = Field(default=None, pattern="^[0-9a-hjkmnp-tv-z]{26}$")
+
+
+# -- answers (documented in the OpenAPI description) ----------------------------------
+
+
+class JobError(BaseModel):
+    """Why a job or an attempt failed."""
+
+    type: str
+    message: str
+
+
+class Progress(BaseModel):
+    """The job's last reported progress."""
+
+    fraction: float = Field(ge=0, le=1)
+    message: str | None
+
+
+class AttemptResource(BaseModel):
+    """One delivery that ran."""
+
+    number: int
+    started_at: str
+    finished_at: str | None
+    outcome: str | None = Field(
+        description="succeeded, transient_error, error, deadline_exceeded, permanent_error, "
+        "cancelled, invalid_payload, invalid_result, interrupted; null while running"
+    )
+    error: str | None
+
+
+class JobResource(BaseModel):
+    """A job: the status monitor of ``GET /jobs/{id}``."""
+
+    id: str
+    type: str
+    status: str = Field(pattern="^(" + "|".join(STATUSES) + ")$")
+    reason: str | None = Field(
+        description="why it ended or was requeued: deadline_exceeded, permanent_error, "
+        "transient_error, error, max_attempts_exceeded, invalid_payload, unknown_job_type, "
+        "enqueue_failed, cancelled_by_client ..."
+    )
+    payload: dict[str, Any]
+    result: Any = Field(description="what the job returned (JSON), once succeeded")
+    error: JobError | None
+    progress: Progress | None
+    cancel_requested: bool
+    attempts: int
+    max_attempts: int
+    deadline_seconds: float
+    request_id: str
+    resubmit_of: str | None
+    created_at: str
+    updated_at: str
+    scheduled_at: str | None
+    started_at: str | None
+    finished_at: str | None
+    attempt_log: list[AttemptResource]
+
+
+class JobPage(BaseModel):
+    """A page of jobs."""
+
+    jobs: list[JobResource]
+    next_cursor: str | None
+    next: str | None
+
+
+class ValidationItem(BaseModel):
+    """One validation problem."""
+
+    loc: list[str | int]
+    msg: str
+    type: str
+
+
+class Problem(BaseModel):
+    """An error (RFC 9457 problem details)."""
+
+    type: str
+    title: str
+    status: int
+    detail: str
+    request_id: str | None
+    errors: list[ValidationItem] | None = None

@@ -11,7 +11,7 @@ from offload.enqueue import dispatch_deadline_for
 from offload.errors import ConfigError
 from offload.flaskapp import base_app
 from offload.registry import job_types
-from worker import tasks
+from worker import cron, tasks
 from worker.auth import make_authenticator
 
 __all__ = ["check_timeouts", "create_app"]
@@ -61,6 +61,7 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
     check_timeouts(app.config)
     app.extensions["offload.auth"] = make_authenticator(app.config)
     app.register_blueprint(tasks.bp)
+    app.register_blueprint(cron.bp)
 
     @app.get("/healthz")
     def healthz() -> Response:

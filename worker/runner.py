@@ -207,9 +207,7 @@ def _hard_stop(store: JobStore, job: Job, token: str, ctx: JobContext) -> None:
     Nothing in the process can be trusted to unwind the job, so it exits; gunicorn's
     arbiter starts a fresh worker and Cloud Tasks, seeing no answer, retries.
     """
-    log.critical(
-        "attempt %d ignored DeadlineExceededError: ending the worker process", ctx.attempt
-    )
+    log.critical("attempt %d ignored DeadlineExceededError: ending the worker process", ctx.attempt)
     try:
         error = DeadlineExceededError("the job ignored its deadline; its process was ended")
         _failed(store, job, token, ctx, "deadline_exceeded", error)

@@ -23,6 +23,7 @@ from sqlalchemy import (
     Row,
     and_,
     create_engine,
+    delete,
     event,
     insert,
     or_,
@@ -68,8 +69,10 @@ class NewJob:
     deadline_seconds: float
     task_name: str
     scheduled_at: dt.datetime | None = None
+    owner: str = "anonymous"
     idempotency_key: str | None = None
     request_hash: str | None = None
+    resubmit_of: str | None = None
 
 
 @dataclass(frozen=True)
@@ -131,6 +134,7 @@ def _job(row: Row[Any], attempt_rows: Sequence[Row[Any]] = ()) -> Job:
         error=m["error"],
         request_id=m["request_id"],
         trace=m["trace"],
+        owner=m["owner"],
         idempotency_key=m["idempotency_key"],
         request_hash=m["request_hash"],
         attempts=m["attempts"],
@@ -147,6 +151,7 @@ def _job(row: Row[Any], attempt_rows: Sequence[Row[Any]] = ()) -> Job:
         scheduled_at=m["scheduled_at"],
         started_at=m["started_at"],
         finished_at=m["finished_at"],
+        resubmit_of=m["resubmit_of"],
         attempt_log=tuple(
             Attempt(
                 number=a.number,
@@ -205,7 +210,9 @@ class JobStore:
             "payload": new.payload,
             "request_id": new.request_id,
             "trace": new.trace,
+            "owner": new.owner,
             "idempotency_key": new.idempotency_key,
+            "resubmit_of": new.resubmit_of,
             "request_hash": new.request_hash,
             "attempts": 0,
             "max_attempts": new.max_attempts,
@@ -222,7 +229,7 @@ class JobStore:
         except IntegrityError:
             if new.idempotency_key is None:
                 raise
-            existing = self.get_by_idempotency_key(new.idempotency_key)
+            existing = self.get_by_idempotency_key(new.owner, new.idempotency_key)
             if existing is None:  # the holder released the key meanwhile
                 return self.insert(new)
             return existing, False
@@ -230,10 +237,12 @@ class JobStore:
         assert job is not None
         return job, True
 
-    def get_by_idempotency_key(self, key: str) -> Job | None:
-        """The job submitted with this idempotency key, if any."""
+    def get_by_idempotency_key(self, owner: str, key: str) -> Job | None:
+        """The job ``owner`` submitted with this idempotency key, if any."""
         with self.engine.connect() as conn:
-            row = conn.execute(select(jobs).where(jobs.c.idempotency_key == key)).first()
+            row = conn.execute(
+                select(jobs).where(jobs.c.owner == owner, jobs.c.idempotency_key == key)
+            ).first()
             return None if row is None else self._with_attempts(conn, row)
 
     def get(self, job_id: str) -> Job | None:
@@ -255,11 +264,14 @@ class JobStore:
         *,
         status: str | None = None,
         type: str | None = None,
+        owner: str | None = None,
         before: str | None = None,
         limit: int = 50,
     ) -> list[Job]:
         """A page of jobs, newest first; ``before`` is the id the previous page ended at."""
         query = select(jobs)
+        if owner is not None:
+            query = query.where(jobs.c.owner == owner)
         if status is not None:
             query = query.where(jobs.c.status == status)
         if type is not None:
@@ -481,6 +493,29 @@ class JobStore:
                 .where(jobs.c.id == job_id, jobs.c.lease_token == token)
                 .values(progress=fraction, progress_message=message, updated_at=utcnow())
             )
+
+    def expire(self, *, finished_before: dt.datetime, batch: int = 1000) -> int:
+        """Delete finished jobs (and their attempts) that ended before ``finished_before``.
+
+        Deletes in batches so no transaction holds locks for long; returns the count.
+        """
+        total = 0
+        while True:
+            with self.engine.begin() as conn:
+                ids = list(
+                    conn.execute(
+                        select(jobs.c.id)
+                        .where(
+                            jobs.c.finished_at < finished_before,
+                            jobs.c.status.in_(tuple(FINISHED)),
+                        )
+                        .limit(batch)
+                    ).scalars()
+                )
+                if not ids:
+                    return total
+                conn.execute(delete(attempts).where(attempts.c.job_id.in_(ids)))
+                total += conn.execute(delete(jobs).where(jobs.c.id.in_(ids))).rowcount
 
     def cancel_requested(self, job_id: str) -> bool:
         """Whether a client asked to cancel this job."""

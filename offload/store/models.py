@@ -57,6 +57,7 @@ class Job:
     error: dict[str, Any] | None
     request_id: str
     trace: str | None
+    owner: str
     idempotency_key: str | None
     request_hash: str | None
     attempts: int
@@ -73,6 +74,7 @@ class Job:
     scheduled_at: dt.datetime | None
     started_at: dt.datetime | None
     finished_at: dt.datetime | None
+    resubmit_of: str | None = None
     attempt_log: tuple[Attempt, ...] = field(default=())
 
     @property
@@ -100,6 +102,7 @@ class Job:
             "max_attempts": self.max_attempts,
             "deadline_seconds": self.deadline_seconds,
             "request_id": self.request_id,
+            "resubmit_of": self.resubmit_of,
             "created_at": _iso(self.created_at),
             "updated_at": _iso(self.updated_at),
             "scheduled_at": _iso(self.scheduled_at),

@@ -20,6 +20,7 @@ from sqlalchemy import (
     Table,
     Text,
     TypeDecorator,
+    UniqueConstraint,
 )
 
 __all__ = ["attempts", "jobs", "metadata"]
@@ -63,7 +64,8 @@ jobs = Table(
     Column("error", JSON),
     Column("request_id", String(128), nullable=False),
     Column("trace", String(64)),
-    Column("idempotency_key", String(255), unique=True),
+    Column("owner", String(320), nullable=False),
+    Column("idempotency_key", String(255)),
     Column("request_hash", String(64)),
     Column("attempts", Integer, nullable=False, default=0),
     Column("max_attempts", Integer, nullable=False),
@@ -79,9 +81,16 @@ jobs = Table(
     Column("scheduled_at", UTCDateTime),
     Column("started_at", UTCDateTime),
     Column("finished_at", UTCDateTime),
-    # Lists page newest first by id (ids are time-ordered), filtered by status or type.
+    Column("resubmit_of", String(26)),
+    # An idempotency key is the client's: two clients may use the same one.
+    UniqueConstraint("owner", "idempotency_key", name="uq_offload_jobs_owner_key"),
+    # Lists page newest first by id (ids are time-ordered), filtered by status or type,
+    # for every client (admin) or for one.
     Index("ix_offload_jobs_status_id", "status", "id"),
     Index("ix_offload_jobs_type_id", "type", "id"),
+    Index("ix_offload_jobs_owner_status_id", "owner", "status", "id"),
+    # Expiry finds finished jobs by age.
+    Index("ix_offload_jobs_finished_at", "finished_at"),
 )
 
 attempts = Table(

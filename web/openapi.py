@@ -1,0 +1,279 @@
+"""``GET /openapi.json``: the API described in OpenAPI 3.1, built from the code's own models.
+
+The submission schema is a ``oneOf`` with one branch per registered job type, each with
+that type's payload model and budget, so the description never drifts from the code.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from flask import Blueprint, Response, current_app, jsonify
+from pydantic import BaseModel
+from pydantic.json_schema import models_json_schema
+
+from offload.registry import JobType, job_types
+from offload.store import STATUSES
+from web.schemas import MAX_DELAY_SECONDS, JobPage, JobResource, Problem
+
+__all__ = ["bp", "build_spec"]
+
+bp = Blueprint("openapi", __name__)
+
+_REF = "#/components/schemas/{model}"
+_PROBLEM = {"application/problem+json": {"schema": {"$ref": _REF.format(model="Problem")}}}
+_JOB_ID = {
+    "name": "job_id",
+    "in": "path",
+    "required": True,
+    "schema": {"type": "string", "pattern": "^[0-9a-hjkmnp-tv-z]{26}$"},
+}
+_HEADERS = {
+    "X-Request-ID": {
+        "description": "The request id (the client's, when valid); quote it when reporting.",
+        "schema": {"type": "string"},
+    }
+}
+
+
+def _problems(*codes: int) -> dict[str, Any]:
+    titles = {
+        400: "Malformed request",
+        401: "No or invalid credentials",
+        403: "Credentials without the needed role",
+        404: "No such job (or not yours)",
+        409: "The job's state does not allow this",
+        413: "Body or payload too large",
+        415: "Not JSON",
+        422: "Validation failed (see errors)",
+        503: "The queue did not accept the job; retry after Retry-After",
+    }
+    return {
+        str(c): {"description": titles[c], "content": _PROBLEM, "headers": _HEADERS} for c in codes
+    }
+
+
+def _job(description: str, *, location: bool = False) -> dict[str, Any]:
+    headers: dict[str, Any] = dict(_HEADERS)
+    headers["Retry-After"] = {
+        "description": "Seconds to wait before polling again (unfinished jobs).",
+        "schema": {"type": "string"},
+    }
+    if location:
+        headers["Location"] = {
+            "description": "The job's status monitor.",
+            "schema": {"type": "string"},
+        }
+    return {
+        "description": description,
+        "headers": headers,
+        "content": {"application/json": {"schema": {"$ref": _REF.format(model="JobResource")}}},
+    }
+
+
+def _submit_branch(jt: JobType, payload_ref: str) -> dict[str, Any]:
+    return {
+        "type": "object",
+        "title": f"Submit {jt.name}",
+        "description": jt.description,
+        "properties": {
+            "type": {"const": jt.name},
+            "payload": {"$ref": payload_ref},
+            "delay_seconds": {"type": "number", "minimum": 0, "maximum": MAX_DELAY_SECONDS},
+            "deadline_seconds": {
+                "type": "number",
+                "exclusiveMinimum": 0,
+                "maximum": jt.deadline_seconds,
+            },
+        },
+        # A payload with required fields must be sent; otherwise it defaults to {}.
+        "required": ["type", "payload"]
+        if any(f.is_required() for f in jt.payload_model.model_fields.values())
+        else ["type"],
+        "additionalProperties": False,
+    }
+
+
+def build_spec() -> dict[str, Any]:
+    """The OpenAPI 3.1 document of the web API."""
+    types = job_types()
+    models: list[tuple[type[BaseModel], Any]] = [
+        (m, "serialization") for m in (JobResource, JobPage, Problem)
+    ]
+    payload_names = {}
+    for jt in types:
+        models.append((jt.payload_model, "validation"))
+        payload_names[jt.name] = jt.payload_model.__name__
+    refs, defs = models_json_schema(models, ref_template=_REF)
+    schemas: dict[str, Any] = dict(defs.get("$defs", {}))
+    submit = {
+        "title": "SubmitJob",
+        "oneOf": [
+            _submit_branch(jt, refs[(jt.payload_model, "validation")]["$ref"]) for jt in types
+        ],
+    }
+    schemas["SubmitJob"] = submit
+    submit_body = {
+        "required": True,
+        "content": {"application/json": {"schema": {"$ref": _REF.format(model="SubmitJob")}}},
+    }
+    return {
+        "openapi": "3.1.0",
+        "info": {
+            "title": "Offload",
+            "version": "1",
+            "description": "Submit long jobs, run them on Cloud Tasks, watch them finish. "
+            "Every error is application/problem+json with the request id.",
+        },
+        "security": [{"bearerKey": []}, {"apiKeyHeader": []}],
+        "paths": {
+            "/jobs": {
+                "post": {
+                    "operationId": "submit_job",
+                    "summary": "Submit a job; answered at once with its status monitor.",
+                    "parameters": [
+                        {
+                            "name": "Idempotency-Key",
+                            "in": "header",
+                            "required": False,
+                            "schema": {"type": "string", "pattern": "^[!-~]{1,255}$"},
+                        }
+                    ],
+                    "requestBody": submit_body,
+                    "responses": {
+                        "202": _job("Accepted: the job is queued.", location=True),
+                        "200": _job(
+                            "An idempotent repeat: the job first submitted with this key.",
+                            location=True,
+                        ),
+                        **_problems(400, 401, 403, 413, 415, 422, 503),
+                    },
+                },
+                "get": {
+                    "operationId": "list_jobs",
+                    "summary": "A page of jobs, newest first.",
+                    "parameters": [
+                        {
+                            "name": "status",
+                            "in": "query",
+                            "schema": {"type": "string", "enum": list(STATUSES)},
+                        },
+                        {
+                            "name": "type",
+                            "in": "query",
+                            "schema": {"type": "string", "minLength": 1, "maxLength": 100},
+                        },
+                        {
+                            "name": "limit",
+                            "in": "query",
+                            "schema": {"type": "integer", "minimum": 1, "default": 20},
+                        },
+                        {
+                            "name": "cursor",
+                            "in": "query",
+                            "schema": {"type": "string", "pattern": "^[0-9a-hjkmnp-tv-z]{26}$"},
+                        },
+                    ],
+                    "responses": {
+                        "200": {
+                            "description": "The page; `next` links the following one.",
+                            "headers": _HEADERS,
+                            "content": {
+                                "application/json": {
+                                    "schema": {"$ref": _REF.format(model="JobPage")}
+                                }
+                            },
+                        },
+                        **_problems(401, 403, 422),
+                    },
+                },
+            },
+            "/jobs/{job_id}": {
+                "parameters": [_JOB_ID],
+                "get": {
+                    "operationId": "get_job",
+                    "summary": "The job's status monitor.",
+                    "responses": {"200": _job("The job."), **_problems(401, 403, 404)},
+                },
+                "delete": {
+                    "operationId": "cancel_job",
+                    "summary": "Cancel the job.",
+                    "responses": {
+                        "204": {
+                            "description": "Cancelled before it ran; its task is deleted.",
+                            "headers": _HEADERS,
+                        },
+                        "202": _job("Running: asked to stop at its next checkpoint."),
+                        **_problems(401, 403, 404, 409),
+                    },
+                },
+            },
+            "/jobs/{job_id}/resubmit": {
+                "parameters": [_JOB_ID],
+                "post": {
+                    "operationId": "resubmit_job",
+                    "summary": "Submit a failed or cancelled job again as a new job.",
+                    "responses": {
+                        "202": _job("The new job.", location=True),
+                        **_problems(401, 403, 404, 409, 413, 503),
+                    },
+                },
+            },
+            "/healthz": {
+                "get": {
+                    "operationId": "healthz",
+                    "summary": "Liveness and store reachability.",
+                    "security": [],
+                    "responses": {
+                        "200": {
+                            "description": "Up.",
+                            "headers": _HEADERS,
+                            "content": {
+                                "application/json": {
+                                    "schema": {
+                                        "type": "object",
+                                        "properties": {"status": {"const": "ok"}},
+                                        "required": ["status"],
+                                    }
+                                }
+                            },
+                        }
+                    },
+                }
+            },
+            "/openapi.json": {
+                "get": {
+                    "operationId": "get_openapi",
+                    "summary": "This document.",
+                    "security": [],
+                    "responses": {
+                        "200": {
+                            "description": "OpenAPI 3.1.",
+                            "headers": _HEADERS,
+                            "content": {"application/json": {"schema": {"type": "object"}}},
+                        }
+                    },
+                }
+            },
+        },
+        "components": {
+            "schemas": schemas,
+            "securitySchemes": {
+                "bearerKey": {
+                    "type": "http",
+                    "scheme": "bearer",
+                    "description": "An API key as a bearer token.",
+                },
+                "apiKeyHeader": {"type": "apiKey", "in": "header", "name": "X-API-Key"},
+            },
+        },
+    }
+
+
+@bp.get("/openapi.json")
+def get_openapi() -> Response:
+    """The OpenAPI document (public)."""
+    spec = current_app.extensions.get("offload.openapi")
+    if spec is None:
+        spec = current_app.extensions["offload.openapi"] = build_spec()
+    return jsonify(spec)

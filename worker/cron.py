@@ -1,0 +1,44 @@
+"""Housekeeping called by App Engine cron (or Cloud Scheduler): expiry of old jobs."""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+
+from flask import Blueprint, Response, current_app, jsonify, request
+
+from offload.flaskapp import get_store
+from offload.problems import problem_response
+from offload.store import utcnow
+from worker.auth import OidcAuthenticator, PushAuthenticator
+
+__all__ = ["bp", "expire_jobs"]
+
+log = logging.getLogger(__name__)
+bp = Blueprint("cron", __name__)
+
+
+def expire_jobs(retention_seconds: int) -> int:
+    """Delete jobs that finished more than ``retention_seconds`` ago; 0 keeps all."""
+    if retention_seconds <= 0:
+        return 0
+    cutoff = utcnow() - dt.timedelta(seconds=retention_seconds)
+    count = get_store(current_app).expire(finished_before=cutoff)
+    log.info("expired %d jobs finished before %s", count, cutoff.isoformat())
+    return count
+
+
+@bp.get("/cron/expire")
+def expire() -> Response:
+    """Expire old finished jobs; only App Engine cron or a verified scheduler token may call."""
+    auth: PushAuthenticator = current_app.extensions["offload.auth"]
+    if isinstance(auth, OidcAuthenticator):
+        allowed = auth.check(request.headers).status == 0
+    else:
+        # App Engine sets X-Appengine-Cron on cron requests and strips it from others.
+        allowed = request.headers.get("X-Appengine-Cron") == "true"
+    if not allowed:
+        log.warning("cron call refused: not from App Engine cron or the scheduler")
+        return problem_response(403, "Forbidden", "only the scheduler may call this")
+    count = expire_jobs(int(current_app.config["JOB_RETENTION_SECONDS"]))
+    return jsonify({"expired": count})
