@@ -12,8 +12,8 @@ from pathlib import Path
 import pytest
 import requests
 import schemathesis
-from schemathesis import checks
 from hypothesis import HealthCheck, given, settings
+from schemathesis import checks
 
 from tests.processes import Stack
 from web.auth import hash_key
