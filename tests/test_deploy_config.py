@@ -513,3 +513,52 @@ def test_a_task_or_cron_route_open_to_the_internet_is_caught(files: dict[str, An
 def test_a_web_timeout_shorter_than_an_enqueue_is_caught(files: dict[str, Any]) -> None:
     _set_entrypoint_flag(files["app.yaml"], "--timeout", "5")
     _caught(files, "must leave room for a CreateTask")
+
+
+# -- docs/DEPLOY.md's Cloud Run commands -------------------------------------------
+
+
+def _cloud_run_worker() -> tuple[dict[str, Any], Entrypoint, int]:
+    """The worker's env file, GOOGLE_ENTRYPOINT and Cloud Run --timeout from DEPLOY.md."""
+    doc = (ROOT / "docs" / "DEPLOY.md").read_text()
+    env_block = re.search(r"offload-worker\.env\.yaml <<EOF\n(.*?)\nEOF", doc, re.S)
+    command = re.search(r"gcloud run deploy offload-worker .*?(?:\n\n|```)", doc, re.S)
+    assert env_block and command, "DEPLOY.md lost the Cloud Run worker commands"
+    env = yaml.safe_load(re.sub(r"\$\{(\w+)\}", r"\1", env_block.group(1)))
+    entrypoint = re.search(r"GOOGLE_ENTRYPOINT=([^|']+)", command.group(0))
+    run_timeout = re.search(r"--timeout=(\d+)", command.group(0))
+    assert entrypoint and run_timeout
+    return env, parse_entrypoint(entrypoint.group(1)), int(run_timeout.group(1))
+
+
+def test_deploy_md_names_only_known_settings() -> None:
+    doc = (ROOT / "docs" / "DEPLOY.md").read_text()
+    known = {ENV_PREFIX + s.key for s in SETTINGS}
+    assert sorted(set(re.findall(r"\bOFFLOAD_[A-Z_]+\b", doc)) - known) == []
+
+
+def test_deploy_md_cloud_run_worker_passes_the_start_up_timeout_check() -> None:
+    env, entry, run_timeout = _cloud_run_worker()
+    config = load_config(environ={k: str(v) for k, v in env.items()})
+    assert config["TASK_TARGET"] == "http" and config["WORKER_AUTH"] == "oidc"
+    assert entry.config.worker_class_str == "sync" and entry.config.threads == 1
+    assert config["PLATFORM_TIMEOUT_SECONDS"] <= run_timeout <= 3600  # Cloud Run's maximum
+    load_job_modules(m.strip() for m in str(config["JOB_MODULES"]).split(","))
+    check_timeouts({**config, "WORKER_TIMEOUT_SECONDS": entry.timeout})
+
+
+def test_deploy_md_creates_the_queue_with_queue_yaml_s_values() -> None:
+    doc = (ROOT / "docs" / "DEPLOY.md").read_text()
+    create = re.search(r"gcloud tasks queues create (\S+) (.*?)\n```", doc, re.S)
+    assert create
+    flags = dict(re.findall(r"--([a-z-]+)=(\S+)", create.group(2)))
+    (queue,) = load_deploy()["queue.yaml"]["queue"]
+    retry = queue["retry_parameters"]
+    assert create.group(1) == queue["name"]
+    assert float(flags["max-dispatches-per-second"]) == parse_rate(queue["rate"])
+    assert int(flags["max-concurrent-dispatches"]) == queue["max_concurrent_requests"]
+    assert int(flags["max-attempts"]) == retry["task_retry_limit"]
+    assert flags["max-retry-duration"] == f"{parse_age(retry['task_age_limit']):.0f}s"
+    assert flags["min-backoff"] == f"{retry['min_backoff_seconds']}s"
+    assert flags["max-backoff"] == f"{retry['max_backoff_seconds']}s"
+    assert int(flags["max-doublings"]) == retry["max_doublings"]
