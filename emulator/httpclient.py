@@ -63,7 +63,7 @@ _Conn = tuple[asyncio.StreamReader, asyncio.StreamWriter]
 class HttpClient:
     """Keep-alive connection pool per (scheme, host, port); one request per connection at a time."""
 
-    def __init__(self, max_idle_per_host: int = 256) -> None:
+    def __init__(self, max_idle_per_host: int = 2048) -> None:
         self._idle: dict[tuple[str, str, int], list[_Conn]] = {}
         self._max_idle = max_idle_per_host
         self._ssl: ssl.SSLContext | None = None
