@@ -13,6 +13,9 @@ from tests.processes import PROJECT, ROOT, Proc, free_port, http_ok
 
 __all__ = [
     "Row",
+    "cpu_seconds",
+    "load_average",
+    "service_pids",
     "Settings",
     "fmt_ms",
     "gunicorn_argv",
@@ -126,6 +129,29 @@ def gunicorn_children(master: int) -> list[int]:
         if int(fields[1]) == master:
             kids.append(int(entry))
     return kids
+
+
+def cpu_seconds(pids: Sequence[int]) -> float:
+    """User + system CPU time the processes have used so far (live ones only)."""
+    total = 0
+    for pid in pids:
+        try:
+            with open(f"/proc/{pid}/stat") as f:
+                fields = f.read().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        total += int(fields[11]) + int(fields[12])
+    return total / os.sysconf("SC_CLK_TCK")
+
+
+def service_pids(master: int) -> list[int]:
+    """A gunicorn master's worker processes (where the requests are served)."""
+    return gunicorn_children(master)
+
+
+def load_average() -> str:
+    """The 1-minute load average: how busy the machine was (other processes too)."""
+    return f"{os.getloadavg()[0]:.1f}"
 
 
 def peak_rss_mib(pid: int) -> float:

@@ -10,11 +10,22 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import os
 import sqlite3
 import time
 from pathlib import Path
 
-from bench.common import QUEUE_PATH, Row, Settings, fmt_ms, percentile, progress, verdict
+from bench.common import (
+    QUEUE_PATH,
+    Row,
+    Settings,
+    cpu_seconds,
+    fmt_ms,
+    percentile,
+    progress,
+    service_pids,
+    verdict,
+)
 from bench.loadgen import LoadResult, build_request, run_load
 from tests.processes import make_stack
 
@@ -86,10 +97,17 @@ def run(settings: Settings) -> list[Row]:
         drained = _finished(db, ids, timeout)
         drain_rate = n / (max(drained.values()) - t0)
         progress(f"e2e: drained at {drain_rate:,.0f} jobs/s; now everything at once")
-        # Everything at once.
+        # Everything at once, with each process's CPU time.
+        pids = {
+            "web": service_pids(stack.procs["web"].pid),
+            "emulator": [stack.procs["emulator"].pid],
+            "worker": service_pids(stack.procs["worker"].pid),
+        }
+        cpu0 = {k: cpu_seconds(v) for k, v in pids.items()}
         both = _submit(stack.web_url, n)
         sent = {json.loads(r.body)["id"]: r for r in both.replies}
         finished = _finished(db, list(sent), timeout)
+        cpu = {k: (cpu_seconds(v) - cpu0[k]) / n for k, v in pids.items()}
         first = min(r.started for r in both.replies)
         rate = n / (max(finished.values()) - first)
         lat = [finished[i] - r.started for i, r in sent.items()]
@@ -97,6 +115,9 @@ def run(settings: Settings) -> list[Row]:
         client.transport.close()
     finally:
         stack.stop()
+    per_job = sum(cpu.values())
+    cores = os.cpu_count() or 1
+    split = ", ".join(f"{k} {v * 1000:.2f}" for k, v in cpu.items())
     return [
         Row(
             "2 e2e",
@@ -107,6 +128,16 @@ def run(settings: Settings) -> list[Row]:
             ">= 500 jobs/s",
             verdict(rate >= 500),
             f"{n:,} jobs; baseline: the same POSTs with the queue paused (web alone)",
+        ),
+        Row(
+            "2 e2e",
+            f"CPU per no-op job -> jobs/s on {cores} idle cores",
+            f"{per_job * 1000:.2f} ms -> {cores / per_job:,.0f} jobs/s",
+            f"{cpu['web'] * 1000:.2f} ms (web)",
+            f"{per_job / cpu['web']:.1f}",
+            ">= 500 jobs/s",
+            verdict(cores / per_job >= 500),
+            f"ms of CPU per job: {split} (the load generator excluded); baseline: web's share",
         ),
         Row(
             "2 e2e",

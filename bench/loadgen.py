@@ -126,6 +126,10 @@ class _Conn(asyncio.Protocol):
             self.keep = b"\r\nconnection: close" not in head
         if self.length >= 0 and len(self.buf) >= self.head_end + self.length:
             body = bytes(self.buf[self.head_end : self.head_end + self.length])
+            if not self.keep and self.transport is not None:
+                # gunicorn's sync worker waits for the client's FIN before its next
+                # accept (close_graceful): close at once, as a prompt client does.
+                self.transport.close()
             self.waiter.set_result((self.status, body, self.keep))
 
     def connection_lost(self, exc: Exception | None) -> None:

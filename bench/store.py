@@ -15,6 +15,7 @@ import random
 import sqlite3
 import time
 from collections.abc import Iterator
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -39,6 +40,13 @@ JOB_COLUMNS = (
 ATTEMPT_COLUMNS = ("job_id", "number", "started_at", "finished_at", "outcome", "error")
 
 
+def _job_columns() -> tuple[str, ...]:
+    """The columns the loader fills: those above, plus ``owner`` where the schema has it."""
+    from offload.store.schema import jobs
+
+    return JOB_COLUMNS + (("owner",) if "owner" in jobs.c else ())
+
+
 def _b32(value: int, length: int) -> str:
     chars = []
     for _ in range(length):
@@ -53,6 +61,7 @@ def _jobs(n: int, seed: int = 7) -> Iterator[tuple[tuple[Any, ...], tuple[Any, .
     start = dt.datetime(2026, 1, 1, tzinfo=dt.UTC)
     step_ms = 30 * 24 * 3600 * 1000 // max(n, 1)  # a month of jobs
     base_ms = int(start.timestamp() * 1000)
+    owner = "owner" in _job_columns()
     for i in range(n):
         millis = base_ms + i * step_ms
         job_id = _b32(millis, 10) + _b32(rnd.getrandbits(80), 16)
@@ -72,6 +81,8 @@ def _jobs(n: int, seed: int = 7) -> Iterator[tuple[tuple[Any, ...], tuple[Any, .
             0 if status == "queued" else 1, 3, 10.0, False, f"projects/p/tasks/{job_id}",
             created, finished or created, ran, finished,
         )  # fmt: skip
+        if owner:
+            job += ("anonymous",)
         attempt = (job_id, 1, ran, finished, outcome, None if outcome != "x" else "no")
         yield job, attempt
 
@@ -82,8 +93,8 @@ def _load_sqlite(path: Path, n: int) -> None:
     conn.execute("PRAGMA journal_mode=WAL")
     conn.execute("PRAGMA synchronous=OFF")
     job_sql = (
-        f"INSERT INTO offload_jobs ({','.join(JOB_COLUMNS)}) "
-        f"VALUES ({','.join('?' * len(JOB_COLUMNS))})"
+        f"INSERT INTO offload_jobs ({','.join(_job_columns())}) "
+        f"VALUES ({','.join('?' * len(_job_columns()))})"
     )
     att_sql = (
         f"INSERT INTO offload_attempts ({','.join(ATTEMPT_COLUMNS)}) "
@@ -133,7 +144,7 @@ def _load_postgres(url: str, schema: str, n: int) -> None:
                 jobs_buf.write("\t".join(_copy_text(v) for v in job) + "\n")
                 if attempt[2] is not None:
                     att_buf.write("\t".join(_copy_text(v) for v in attempt) + "\n")
-            with cur.copy(f"COPY offload_jobs ({','.join(JOB_COLUMNS)}) FROM STDIN") as copy:
+            with cur.copy(f"COPY offload_jobs ({','.join(_job_columns())}) FROM STDIN") as copy:
                 copy.write(jobs_buf.getvalue())
             with cur.copy(
                 f"COPY offload_attempts ({','.join(ATTEMPT_COLUMNS)}) FROM STDIN"
@@ -167,7 +178,10 @@ def _plans(url: str, job_id: str) -> dict[str, str]:
                 plans[name] = "; ".join(str(r[-1]) for r in rows)
             else:
                 rows = conn.exec_driver_sql("EXPLAIN " + statement, params).all()
-                plans[name] = " / ".join(" ".join(str(r[0]).split()) for r in rows[:2])
+                scans = [str(r[0]).strip(" ->") for r in rows if "Scan" in str(r[0])]
+                plans[name] = " / ".join(
+                    " ".join(line.split("  (cost")[0].split()) for line in scans
+                )
     store.dispose()
     return plans
 
@@ -193,22 +207,48 @@ def _sample_ids(n: int, k: int) -> list[str]:
     return [job[0] for i, (job, _a) in enumerate(_jobs(n)) if i % every == 0][:k]
 
 
-def _measure(
-    settings: Settings, backend: str, url_for: Any, reads: int
-) -> tuple[dict[str, list[float]], dict[str, list[float]], dict[str, str], float]:
-    """Load both stores, time reads through web; (big, baseline, plans, load seconds)."""
-    timings = []
-    plans: dict[str, str] = {}
-    load_seconds = 0.0
+@dataclass
+class _Scale:
+    """What one backend measured: reads through web at both sizes, the bare store calls."""
+
+    big: dict[str, list[float]] = field(default_factory=dict)
+    small: dict[str, list[float]] = field(default_factory=dict)
+    direct: dict[str, list[float]] = field(default_factory=dict)
+    plans: dict[str, str] = field(default_factory=dict)
+    load_seconds: float = 0.0
+
+
+def _time_store(url: str, ids: list[str], n: int) -> dict[str, list[float]]:
+    """The store's own calls in this process, without HTTP: the database's share."""
+    store = JobStore(url)
+    out: dict[str, list[float]] = {"list": [], "get": []}
+    try:
+        for i in range(n + 30):
+            t0 = time.perf_counter()
+            store.list(status="failed", limit=21)
+            t1 = time.perf_counter()
+            store.get(ids[i % len(ids)])
+            t2 = time.perf_counter()
+            if i >= 30:
+                out["list"].append(t1 - t0)
+                out["get"].append(t2 - t1)
+    finally:
+        store.dispose()
+    return out
+
+
+def _measure(settings: Settings, backend: str, url_for: Any, reads: int) -> _Scale:
+    """Load the big and the baseline store; time reads through web and the bare calls."""
+    scale = _Scale()
     for n in (settings.store_rows, BASELINE_ROWS):
         url, loader = url_for(n)
         t0 = time.perf_counter()
         loader()
-        if n == settings.store_rows:
-            load_seconds = time.perf_counter() - t0
         ids = _sample_ids(n, 200)
         if n == settings.store_rows:
-            plans = _plans(url, ids[len(ids) // 2])
+            scale.load_seconds = time.perf_counter() - t0
+            scale.plans = _plans(url, ids[len(ids) // 2])
+            scale.direct = _time_store(url, ids, reads)
         tmp = settings.tmp / "store" / f"{backend}-{n}"
         env = service_env(
             tmp,
@@ -217,51 +257,69 @@ def _measure(
         )
         proc, web = start_gunicorn(tmp, "web.main:app", name="web", env=env)
         try:
-            timings.append(_time_reads(web, ids, reads))
+            timed = _time_reads(web, ids, reads)
         finally:
             proc.stop()
-    return timings[0], timings[1], plans, load_seconds
+        if n == settings.store_rows:
+            scale.big = timed
+        else:
+            scale.small = timed
+    return scale
 
 
-def _rows(
-    backend: str,
-    rows_n: int,
-    big: dict[str, list[float]],
-    small: dict[str, list[float]],
-    plans: dict[str, str],
-    load_seconds: float,
-) -> list[Row]:
+def _p(values: list[float]) -> str:
+    return f"p50 {fmt_ms(percentile(values, 0.5))}, p99 {fmt_ms(percentile(values, 0.99))}"
+
+
+def _rows(backend: str, rows_n: int, s: _Scale) -> list[Row]:
     out = []
     for name, label, plan in (
-        ("list", "GET /jobs?status=failed", plans.get("list status=failed", "")),
+        ("list", "GET /jobs?status=failed", s.plans.get("list status=failed", "")),
         (
             "get",
             "GET /jobs/<id>",
-            f"{plans.get('get: job', '')} + {plans.get('get: attempts', '')}",
+            f"{s.plans.get('get: job', '')} + {s.plans.get('get: attempts', '')}",
         ),
     ):
-        p99 = percentile(big[name], 0.99)
+        p99 = percentile(s.big[name], 0.99)
         out.append(
             Row(
                 "6 store",
                 f"{backend}, {rows_n:,} jobs: {label}",
-                f"p50 {fmt_ms(percentile(big[name], 0.5))}, p99 {fmt_ms(p99)}",
-                f"p50 {fmt_ms(percentile(small[name], 0.5))}, "
-                f"p99 {fmt_ms(percentile(small[name], 0.99))}",
-                f"{p99 / percentile(small[name], 0.99):.2f}",
+                _p(s.big[name]),
+                _p(s.small[name]),
+                f"{p99 / percentile(s.small[name], 0.99):.2f}",
                 "p99 <= 5 ms",
                 _verdict(p99 <= 0.005),
-                f"plan: {plan}",
+                f"the store call alone (no HTTP): {_p(s.direct[name])}; plan: {plan}",
             )
         )
     out[0] = Row(
         **{
             **out[0].__dict__,
             "note": out[0].note
-            + f"; baseline: {BASELINE_ROWS:,} jobs; loaded in {load_seconds:.0f}s",
+            + f"; baseline: {BASELINE_ROWS:,} jobs; loaded in {s.load_seconds:.0f}s",
         }
     )
     return out
+
+
+def _http_floor(settings: Settings, reads: int) -> Row:
+    """GET on the bare Flask app: what any request costs before the store is asked."""
+    tmp = settings.tmp / "store" / "bare"
+    proc, url = start_gunicorn(tmp, "bench.bareapp:app", name="web", env=service_env(tmp))
+    try:
+        data = build_request("GET", url + "/jobs/01kf21m3008g1rxqzcj1wc0sfd")
+        run_load(url, lambda _i: data, concurrency=1, total=30)
+        result = run_load(url, lambda _i: data, concurrency=1, total=reads)
+    finally:
+        proc.stop()
+    return Row(
+        "6 store",
+        "HTTP floor: bare Flask GET /jobs/<id>",
+        _p(result.latencies()),
+        note="same gunicorn flags, one request at a time, a new connection each (sync worker)",
+    )
 
 
 def run(settings: Settings) -> list[Row]:
@@ -278,8 +336,8 @@ def run(settings: Settings) -> list[Row]:
         path = folder / f"jobs-{count}.db"
         return f"sqlite:///{path}", lambda: _load_sqlite(path, count)
 
-    big, small, plans, secs = _measure(settings, "SQLite", sqlite_for, reads)
-    rows += _rows("SQLite", n, big, small, plans, secs)
+    rows.append(_http_floor(settings, reads))
+    rows += _rows("SQLite", n, _measure(settings, "SQLite", sqlite_for, reads))
 
     schema = f"bench_store_{int(time.time())}"
     try:
@@ -301,8 +359,7 @@ def run(settings: Settings) -> list[Row]:
             url = f"{POSTGRES}?options=-csearch_path%3D{name}"
             return url, lambda: _load_postgres(url, name, count)
 
-        big, small, plans, secs = _measure(settings, "PostgreSQL", pg_for, reads)
-        rows += _rows("PostgreSQL", n, big, small, plans, secs)
+        rows += _rows("PostgreSQL", n, _measure(settings, "PostgreSQL", pg_for, reads))
     finally:
         for count in (n, BASELINE_ROWS):
             admin.execute(f"DROP SCHEMA IF EXISTS {schema}_{count} CASCADE")

@@ -13,10 +13,13 @@ from bench.common import (
     QUEUE_PATH,
     Row,
     Settings,
+    cpu_seconds,
     fmt_ms,
+    load_average,
     percentile,
     progress,
     service_env,
+    service_pids,
     start_gunicorn,
     verdict,
 )
@@ -35,15 +38,19 @@ def _post(url: str) -> Callable[[int], bytes]:
     return lambda _i: data
 
 
-def _load(url: str, concurrency: int, duration: float) -> LoadResult:
+def _load(url: str, concurrency: int, duration: float, master: int) -> tuple[LoadResult, float]:
+    """The load run, and the server's CPU seconds per request during it."""
     run_load(url, _post(url), concurrency=concurrency, total=50)  # warm up
-    return run_load(url, _post(url), concurrency=concurrency, duration=duration)
+    pids = service_pids(master)
+    cpu0 = cpu_seconds(pids)
+    result = run_load(url, _post(url), concurrency=concurrency, duration=duration)
+    return result, (cpu_seconds(pids) - cpu0) / max(result.count, 1)
 
 
-def _describe(r: LoadResult) -> str:
+def _describe(r: LoadResult, cpu: float) -> str:
     lat = r.latencies()
     p50, p99 = fmt_ms(percentile(lat, 0.5)), fmt_ms(percentile(lat, 0.99))
-    return f"{r.rate:,.0f} req/s, p50 {p50}, p99 {p99}"
+    return f"{r.rate:,.0f} req/s, p50 {p50}, p99 {p99}, CPU {cpu * 1000:.2f} ms/req"
 
 
 def _check(r: LoadResult, expected: int, name: str) -> str:
@@ -61,15 +68,17 @@ def run(settings: Settings) -> list[Row]:
     stack: Stack = make_stack(tmp / "stack", env={"OFFLOAD_JOB_MODULES": "jobs"})
     rows: list[Row] = []
     try:
-        stack.procs["bare"], bare_url = start_gunicorn(
+        bare_proc, bare_url = start_gunicorn(
             tmp, "bench.bareapp:app", name="web", env=service_env(tmp)
         )
+        stack.procs["bare"] = bare_proc
+        web_master = stack.procs["web"].pid
         client = stack.tasks_client()
         client.pause_queue(name=QUEUE_PATH)
         for c in CONCURRENCIES:
-            progress(f"submit: concurrency {c}, {duration:g}s each")
-            bare = _load(bare_url, c, duration)
-            web = _load(stack.web_url, c, duration)
+            progress(f"submit: concurrency {c}, {duration:g}s each (load {load_average()})")
+            bare, bare_cpu = _load(bare_url, c, duration, bare_proc.pid)
+            web, web_cpu = _load(stack.web_url, c, duration, web_master)
             ratio = web.rate / bare.rate if bare.rate else 0.0
             target = verdict(ratio >= 0.5) if c == 16 else ""
             problems = "; ".join(
@@ -80,14 +89,26 @@ def run(settings: Settings) -> list[Row]:
                 Row(
                     "1 submit",
                     f"POST /jobs, concurrency {c}",
-                    _describe(web),
-                    _describe(bare),
+                    _describe(web, web_cpu),
+                    _describe(bare, bare_cpu),
                     f"{ratio:.2f}",
                     ">= 0.50 of bare at c16" if c == 16 else "",
                     target,
                     problems or f"baseline: bare Flask 202; load generator used {cpu:.2f} CPU",
                 )
             )
+            if c == 16:
+                rows.append(
+                    Row(
+                        "1 submit",
+                        "POST /jobs c16, requests per CPU-second of web",
+                        f"{1 / web_cpu:,.0f}" if web_cpu else "n/a",
+                        f"{1 / bare_cpu:,.0f}" if bare_cpu else "n/a",
+                        f"{bare_cpu / web_cpu:.2f}" if web_cpu else "",
+                        note="the gunicorn workers' own CPU time: steadier than wall-clock "
+                        "rates on a shared machine",
+                    )
+                )
         if not settings.quick:
             rows += _configs(settings, stack, client)
         client.purge_queue(name=QUEUE_PATH)
@@ -100,7 +121,7 @@ def run(settings: Settings) -> list[Row]:
 def _configs(settings: Settings, stack: Stack, client: object) -> list[Row]:
     """Other web gunicorn settings at concurrency 16, beside today's (sync, 2 workers)."""
     tmp = settings.tmp / "submit-configs"
-    today = _load(stack.web_url, 16, 5.0)
+    today, today_cpu = _load(stack.web_url, 16, 5.0, stack.procs["web"].pid)
     rows = []
     for label, workers, extra in (
         ("sync, 4 workers", 4, ()),
@@ -111,15 +132,15 @@ def _configs(settings: Settings, stack: Stack, client: object) -> list[Row]:
         proc, url = start_gunicorn(tmp, "web.main:app", name="web", env=env, workers=workers,
                                    extra=extra)  # fmt: skip
         try:
-            other = _load(url, 16, 5.0)
+            other, other_cpu = _load(url, 16, 5.0, proc.pid)
         finally:
             proc.stop()
         rows.append(
             Row(
                 "1 submit",
                 f"POST /jobs c16, web {label}",
-                _describe(other),
-                _describe(today),
+                _describe(other, other_cpu),
+                _describe(today, today_cpu),
                 f"{other.rate / today.rate:.2f}" if today.rate else "",
                 note="baseline: web as configured today (sync, 2 workers); "
                 + (_check(other, 202, "web") or "all 202"),
