@@ -209,8 +209,14 @@ def load_config(
         raw = env.get(ENV_PREFIX + setting.key)
         if raw is not None:
             config[setting.key] = _convert(setting, raw)
-    # Hosted on App Engine (GAE_ENV=standard) or Cloud Run (K_SERVICE): stricter defaults.
-    config["HOSTED"] = env.get("GAE_ENV", "").startswith("standard") or bool(env.get("K_SERVICE"))
+    # Hosted on App Engine (GAE_ENV=standard) or Cloud Run (K_SERVICE): no local defaults.
+    # Real Cloud Tasks unless an emulator is named, and no log files on a read-only disk.
+    hosted = env.get("GAE_ENV", "").startswith("standard") or bool(env.get("K_SERVICE"))
+    config["HOSTED"] = hosted
+    if hosted:
+        for key in ("TASKS_EMULATOR_HOST", "LOG_DIR"):
+            if ENV_PREFIX + key not in env:
+                config[key] = ""
     for key, value in (overrides or {}).items():
         known = _BY_KEY.get(key)
         config[key] = _convert(known, value) if known is not None else value

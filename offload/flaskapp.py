@@ -34,9 +34,10 @@ def base_app(import_name: str, service: str, overrides: Mapping[str, Any] | None
     requestctx.init_app(app)
     problems.init_app(app)
 
-    @app.get("/_ah/warmup")
+    @app.get("/_ah/warmup", endpoint="warmup")
+    @app.get("/_ah/start", endpoint="start")
     def warmup() -> Response:
-        """App Engine's warm-up request: the app, store and clients are built already."""
+        """App Engine's warm-up (and basic scaling's start) request: all is built already."""
         return no_content()
 
     return app

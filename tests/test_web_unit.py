@@ -98,3 +98,19 @@ def test_enqueue_failure_is_503_with_retry_after_and_no_queued_job(tmp_path: obj
     jobs = app.test_client().get("/jobs").get_json()["jobs"]
     assert [(j["status"], j["reason"]) for j in jobs] == [("failed", "enqueue_failed")]
     assert app.test_client().get("/jobs?status=queued").get_json()["jobs"] == []
+
+
+def test_hosted_defaults_use_real_cloud_tasks_and_no_log_files() -> None:
+    from offload.config import load_config
+
+    hosted = load_config(environ={"GAE_ENV": "standard"})
+    assert hosted["HOSTED"] and hosted["TASKS_EMULATOR_HOST"] == "" and hosted["LOG_DIR"] == ""
+    named = load_config(environ={"K_SERVICE": "web", "OFFLOAD_TASKS_EMULATOR_HOST": "h:1"})
+    assert named["TASKS_EMULATOR_HOST"] == "h:1"
+    local = load_config(environ={})
+    assert not local["HOSTED"] and local["TASKS_EMULATOR_HOST"] == "127.0.0.1:8123"
+
+
+def test_app_engine_start_and_warmup_requests_answer_204(client: FlaskClient) -> None:
+    assert client.get("/_ah/warmup").status_code == 204
+    assert client.get("/_ah/start").status_code == 204
