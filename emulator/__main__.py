@@ -8,6 +8,7 @@ import logging
 import sys
 
 from emulator.app import Emulator, Settings
+from emulator.persist import DataFileError
 from emulator.queueyaml import QueueYamlError
 from offload.logs import configure_logging
 
@@ -123,6 +124,9 @@ def main(argv: list[str] | None = None) -> int:
         asyncio.run(emulator.run())
     except QueueYamlError as e:
         logger.error("bad queue.yaml: %s", e)
+        return 2
+    except DataFileError as e:
+        logger.error("bad data file (move it away to start afresh): %s", e)
         return 2
     except OSError as e:
         logger.error("cannot start: %s", e)

@@ -169,6 +169,10 @@ class Dispatcher:
         except (HttpClientError, RoutingError) as e:
             failure = "unreachable"
             logger.info("task %s: %s", rec.task_id, e)
+        except Exception:
+            # A bug here must not strand the task: count the attempt as failed and retry.
+            failure = "unreachable"
+            logger.exception("task %s: unexpected error while dispatching", rec.task_id)
         finally:
             rec.running = False
             q.running -= 1

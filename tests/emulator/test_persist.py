@@ -143,3 +143,9 @@ def test_bad_queue_yaml_exits_with_an_error(tmp_path: Path, handler: Handler) ->
     (tmp_path / "queue.yaml").write_text("queue:\n- name: x\n  rate: fast\n")
     with pytest.raises(RuntimeError, match="bad queue.yaml"):
         Emulator(tmp_path, ["--queue-yaml", str(tmp_path / "queue.yaml")], handler_url=handler.url)
+
+
+def test_a_damaged_data_file_is_refused_with_a_message(tmp_path: Path, handler: Handler) -> None:
+    (tmp_path / "data.json").write_text('{"version": 1, "queues": [{"pb": "%%%"}]}')
+    with pytest.raises(RuntimeError, match="bad data file"):
+        Emulator(tmp_path, ["--data-file", str(tmp_path / "data.json")], handler_url=handler.url)
