@@ -141,11 +141,20 @@ def test_queue_yaml_units() -> None:
 
 def test_bad_queue_yaml_exits_with_an_error(tmp_path: Path, handler: Handler) -> None:
     (tmp_path / "queue.yaml").write_text("queue:\n- name: x\n  rate: fast\n")
-    with pytest.raises(RuntimeError, match="bad queue.yaml"):
-        Emulator(tmp_path, ["--queue-yaml", str(tmp_path / "queue.yaml")], handler_url=handler.url)
+    refused(tmp_path, handler, ["--queue-yaml", str(tmp_path / "queue.yaml")], "bad queue.yaml")
 
 
 def test_a_damaged_data_file_is_refused_with_a_message(tmp_path: Path, handler: Handler) -> None:
     (tmp_path / "data.json").write_text('{"version": 1, "queues": [{"pb": "%%%"}]}')
-    with pytest.raises(RuntimeError, match="bad data file"):
-        Emulator(tmp_path, ["--data-file", str(tmp_path / "data.json")], handler_url=handler.url)
+    refused(tmp_path, handler, ["--data-file", str(tmp_path / "data.json")], "bad data file")
+
+
+def refused(tmp_path: Path, handler: Handler, args: list[str], message: str) -> None:
+    """Start the emulator expecting it to exit with ``message``; stop it if it does not."""
+    try:
+        emu = Emulator(tmp_path, args, handler_url=handler.url)
+    except RuntimeError as e:
+        assert message in str(e)
+        return
+    emu.stop()
+    pytest.fail("the emulator started")
