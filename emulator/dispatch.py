@@ -51,6 +51,27 @@ def _trace_of(traceparent: str | None) -> tuple[str | None, str | None, bool]:
     return None, None, False
 
 
+def task_log_context(pb: Any, *, task: str, attempt: int | None = None) -> Any:
+    """A log context with the task's own ``X-Request-ID`` and ``traceparent`` (if any)."""
+    req: Any = pb.http_request if pb.HasField("http_request") else pb.app_engine_http_request
+    request_id = traceparent = None
+    for name, value in req.headers.items():
+        low = name.lower()
+        if low == "x-request-id":
+            request_id = value
+        elif low == "traceparent":
+            traceparent = value
+    trace, span, sampled = _trace_of(traceparent)
+    return log_context(
+        request_id=request_id,
+        trace=trace,
+        span_id=span,
+        trace_sampled=sampled,
+        task=task,
+        attempt=attempt,
+    )
+
+
 class Dispatcher:
     """Runs the queues of a Store; call :meth:`wake` when a queue may have work."""
 
@@ -178,7 +199,7 @@ class Dispatcher:
             q.running -= 1
             self.wake(q)
         latency_ms = (time.monotonic() - start) * 1000.0
-        self._log(q, rec, retry_count + 1, status, failure, latency_ms, is_http)
+        self._log(q, rec, retry_count + 1, status, failure, latency_ms)
         self._finish(q, rec, status, headers, failure, is_http, dispatched)
 
     def _finish(
@@ -255,28 +276,11 @@ class Dispatcher:
         status: int | None,
         failure: str,
         latency_ms: float,
-        is_http: bool,
     ) -> None:
         if not logger.isEnabledFor(logging.INFO):
             return
-        req: Any = rec.pb.http_request if is_http else rec.pb.app_engine_http_request
-        request_id = traceparent = None
-        for name, value in req.headers.items():
-            low = name.lower()
-            if low == "x-request-id":
-                request_id = value
-            elif low == "traceparent":
-                traceparent = value
-        trace, span, sampled = _trace_of(traceparent)
         shown = str(status) if status is not None else failure
-        with log_context(
-            request_id=request_id,
-            task=rec.task_id,
-            attempt=attempt,
-            trace=trace,
-            span_id=span,
-            trace_sampled=sampled,
-        ):
+        with task_log_context(rec.pb, task=rec.task_id, attempt=attempt):
             logger.info(
                 "dispatch %s/%s attempt %d -> %s in %.1f ms",
                 q.queue_id,

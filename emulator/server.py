@@ -13,9 +13,10 @@ from typing import Any, TypeAlias
 import grpc
 from google.cloud import tasks_v2
 
+from emulator.dispatch import task_log_context
 from emulator.errors import ApiError
 from emulator.pbutil import Empty, Queue, Task, task_view
-from emulator.state import Store
+from emulator.state import Store, TaskRecord
 
 logger = logging.getLogger(__name__)
 
@@ -29,6 +30,17 @@ _UNIMPLEMENTED = (
     "UpdateCmekConfig",
     "GetCmekConfig",
 )
+
+
+def _created(rec: TaskRecord) -> Task:
+    """Log the new task, labelled with its request id and trace, and return it."""
+    with task_log_context(rec.pb, task=rec.task_id):
+        logger.info(
+            "task %s created, first dispatch at %s",
+            rec.task_id,
+            rec.pb.schedule_time.ToJsonString(),
+        )
+    return rec.pb
 
 
 def _pb(name: str) -> Any:
@@ -110,7 +122,7 @@ def build_handler(store: Store) -> grpc.GenericRpcHandler[Any, Any]:
             Task,
         ),
         "CreateTask": _unary(
-            lambda r: task_view(store.create_task(r.parent, r.task).pb, r.response_view),
+            lambda r: task_view(_created(store.create_task(r.parent, r.task)), r.response_view),
             "CreateTaskRequest",
             Task,
         ),
