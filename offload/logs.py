@@ -153,6 +153,9 @@ class _CloudLineHandler(StructuredLogHandler):
         super().__init__(project_id=project_id, stream=stream)  # type: ignore[no-untyped-call]
 
     def format(self, record: logging.LogRecord) -> str:
+        cached = record.__dict__.get("_offload_line")
+        if isinstance(cached, str):  # formatted already for the other handler
+            return cached
         fields = json.loads(str(super().format(record)))  # type: ignore[no-untyped-call]
         stamp = dt.datetime.fromtimestamp(record.created, dt.UTC).isoformat(timespec="microseconds")
         line: dict[str, Any] = {"time": stamp.replace("+00:00", "Z")}
@@ -162,7 +165,9 @@ class _CloudLineHandler(StructuredLogHandler):
                 line.pop(key, None)
         if not line.get("httpRequest"):
             line.pop("httpRequest", None)
-        return json.dumps(line, ensure_ascii=False)
+        text = json.dumps(line, ensure_ascii=False)
+        record._offload_line = text  # stdout and the file write the same line: format once
+        return text
 
 
 class SharedRotatingFileHandler(logging.Handler):
@@ -317,7 +322,8 @@ class _JsonLineFormatter(logging.Formatter):
         self._line = _CloudLineHandler(project_id=project_id, stream=sys.stdout)
 
     def format(self, record: logging.LogRecord) -> str:
-        self._line.filter(record)  # Cloud's filter: fills the fields the line is built from
+        if "_offload_line" not in record.__dict__:
+            self._line.filter(record)  # Cloud's filter: fills the fields the line is built from
         return self._line.format(record)
 
 

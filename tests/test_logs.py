@@ -168,7 +168,9 @@ def test_processes_sharing_a_log_file_rotate_it_without_losing_or_mixing_lines(
     assert len(files) > 10  # it did rotate, many times
     seen: dict[str, set[int]] = {}
     for path in files:
-        assert path.stat().st_size < 20_000 + 2_000  # bounded: one line past the limit at most
+        # Bounded: past the limit by at most one line from each writing process (a process
+        # may write to a file another has just renamed, then reopens).
+        assert path.stat().st_size < 20_000 + 4 * 1_000
         for raw in path.read_text().splitlines():
             entry = json.loads(raw)  # lines of several processes never interleave
             name, _, index, *_ = entry["message"].split(" ")
