@@ -35,7 +35,7 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("WORKER_PORT", 8081, int, "`make run`: port of the worker service."),
     Setting("EMULATOR_PORT", 8123, int, "`make run`: gRPC port of the Cloud Tasks emulator."),
     Setting("EMULATOR_HTTP_PORT", 8124, int, "`make run`: the emulator's HTTP port (OIDC certs)."),
-    Setting("WEB_PROCESSES", 2, int, "`make run`: gunicorn worker processes of web."),
+    Setting("WEB_PROCESSES", 4, int, "`make run`: gunicorn worker processes of web."),
     Setting("WORKER_PROCESSES", 2, int, "`make run`: gunicorn worker processes of worker."),
     Setting(
         "EMULATOR_DATA_FILE",

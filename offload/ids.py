@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import os
 import re
+import threading
 import time
 
 __all__ = ["is_job_id", "new_job_id", "task_id_for"]
@@ -21,13 +22,26 @@ def _b32(value: int, length: int) -> str:
     return "".join(reversed(chars))
 
 
+_last = [0, 0]  # milliseconds and random part of this process's last id
+_lock = threading.Lock()
+
+
 def new_job_id() -> str:
     """A 26-character ULID-style id: 48-bit milliseconds then 80 random bits.
 
     Ids sort by creation time, which lets ``GET /jobs`` page newest first by id alone.
+    Within one millisecond a process's ids still increase (the random part is
+    incremented, as monotonic ULIDs do); across processes they order by millisecond.
+    Knowing an id grants nothing: every read checks the job's owner.
     """
     millis = time.time_ns() // 1_000_000
-    return _b32(millis, 10) + _b32(int.from_bytes(os.urandom(10), "big"), 16)
+    with _lock:
+        if millis <= _last[0] and _last[1] < 2**80 - 1:
+            millis, rand = _last[0], _last[1] + 1
+        else:
+            rand = int.from_bytes(os.urandom(10), "big")
+        _last[0], _last[1] = millis, rand
+    return _b32(millis, 10) + _b32(rand, 16)
 
 
 def is_job_id(value: str) -> bool:

@@ -130,7 +130,9 @@ def test_an_expired_lease_is_reclaimed_and_the_dead_attempt_marked_interrupted(
     time.sleep(0.1)
     second = store.claim(job.id, attempt=2, lease_seconds=30)
     assert second.won and second.job is not None
-    assert [(a.number, a.outcome) for a in second.job.attempt_log] == [
+    logged = store.get(job.id)
+    assert logged is not None
+    assert [(a.number, a.outcome) for a in logged.attempt_log] == [
         (1, "interrupted"),
         (2, None),
     ]
@@ -213,3 +215,15 @@ def test_release_puts_the_job_back_in_the_queue(store: JobStore) -> None:
     assert got is not None and got.status == QUEUED
     assert [(a.outcome, a.error) for a in got.attempt_log] == [("transient_error", "boom")]
     assert store.claim(job.id, attempt=2, lease_seconds=30).won
+
+
+def test_ids_made_in_one_millisecond_still_list_in_creation_order(store: JobStore) -> None:
+    ids = [store.insert(new_job())[0].id for _ in range(50)]
+    assert ids == sorted(ids)
+    assert [j.id for j in store.list(limit=50)] == ids[::-1]
+
+
+def test_insert_returns_what_a_read_returns(store: JobStore) -> None:
+    job, _ = store.insert(new_job(key="k-read"))
+    read = store.get(job.id)
+    assert read is not None and read.to_resource() == job.to_resource()

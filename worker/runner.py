@@ -66,7 +66,7 @@ def _jsonable(result: Any) -> Any:
 
 def run_delivery(store: JobStore, config: Mapping[str, Any], delivery: Delivery) -> Outcome:
     """Claim the job, run its handler under its deadline, record and classify the outcome."""
-    job = store.get(delivery.job_id)
+    job = store.get(delivery.job_id, with_attempts=False)
     if job is None:
         log.error(
             "delivery for unknown job %s: answered 204 so it is not retried forever",
@@ -90,7 +90,8 @@ def run_delivery(store: JobStore, config: Mapping[str, Any], delivery: Delivery)
     max_attempts = min(job.max_attempts, job_type.max_attempts)
     if delivery.attempt > max_attempts:
         # The last attempt ended without an answer (killed past its deadline, say).
-        last = job.attempt_log[-1].outcome if job.attempt_log else None
+        logged = store.get(job.id)
+        last = logged.attempt_log[-1].outcome if logged and logged.attempt_log else None
         reason = (
             "deadline_exceeded"
             if last in ("deadline_exceeded", "interrupted")
@@ -149,7 +150,8 @@ def run_delivery(store: JobStore, config: Mapping[str, Any], delivery: Delivery)
             hard_grace=float(config["HARD_GRACE_SECONDS"]),
             on_hard_limit=lambda: _hard_stop(store, job, token, ctx),
         ):
-            ctx.check()
+            if job.cancel_requested:  # the claimed row says so: no need to ask the store
+                raise CancelledError("the job was cancelled")
             result = job_type.handler(ctx, payload)
     except DeadlineExceededError as e:
         log.warning(

@@ -13,7 +13,7 @@ import logging
 import os
 import secrets
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -122,8 +122,16 @@ def _engine_for(url: str, pool_size: int) -> Engine:
     )
 
 
+def _job_from_values(values: dict[str, Any]) -> Job:
+    defaults = {c.name: None for c in jobs.columns}
+    return _job_mapping({**defaults, **values}, ())
+
+
 def _job(row: Row[Any], attempt_rows: Sequence[Row[Any]] = ()) -> Job:
-    m = row._mapping
+    return _job_mapping(row._mapping, attempt_rows)
+
+
+def _job_mapping(m: Mapping[Any, Any], attempt_rows: Sequence[Row[Any]]) -> Job:
     return Job(
         id=m["id"],
         type=m["type"],
@@ -233,9 +241,8 @@ class JobStore:
             if existing is None:  # the holder released the key meanwhile
                 return self.insert(new)
             return existing, False
-        job = self.get(new.id)
-        assert job is not None
-        return job, True
+        # The row is exactly what was inserted: no need to read it back.
+        return _job_from_values(values), True
 
     def get_by_idempotency_key(self, owner: str, key: str) -> Job | None:
         """The job ``owner`` submitted with this idempotency key, if any."""
@@ -245,11 +252,13 @@ class JobStore:
             ).first()
             return None if row is None else self._with_attempts(conn, row)
 
-    def get(self, job_id: str) -> Job | None:
-        """One job with its attempts, or None."""
+    def get(self, job_id: str, *, with_attempts: bool = True) -> Job | None:
+        """One job (with its attempt log unless told otherwise), or None."""
         with self.engine.connect() as conn:
             row = conn.execute(select(jobs).where(jobs.c.id == job_id)).first()
-            return None if row is None else self._with_attempts(conn, row)
+            if row is None:
+                return None
+            return self._with_attempts(conn, row) if with_attempts else _job(row)
 
     def _with_attempts(self, conn: Connection, row: Row[Any]) -> Job:
         rows = conn.execute(
@@ -347,7 +356,7 @@ class JobStore:
         token = secrets.token_hex(16)
         now = utcnow()
         with self.engine.begin() as conn:
-            won = conn.execute(
+            row = conn.execute(
                 update(jobs)
                 .where(
                     jobs.c.id == job_id,
@@ -364,14 +373,15 @@ class JobStore:
                     started_at=now,
                     updated_at=now,
                 )
-            ).rowcount
-            if won:
+                .returning(*jobs.columns)
+            ).first()
+            if row is not None:
                 self._interrupt_open_attempts(conn, job_id, now)
                 conn.execute(insert(attempts).values(job_id=job_id, number=attempt, started_at=now))
-        job = self.get(job_id)
-        if won and job is not None:
-            return Claim(True, job, token)
-        return Claim(False, job)
+        if row is not None:
+            # UPDATE ... RETURNING gave the claimed row; its attempt log is not needed to run.
+            return Claim(True, _job(row), token)
+        return Claim(False, self.get(job_id))
 
     def finish(
         self,
