@@ -50,6 +50,7 @@ def test_retry_on_http_targets_is_503_with_retry_after(oidc_stack: Stack) -> Non
         (e["time"], e["logging.googleapis.com/labels"]["status"])
         for e in lines
         if job_id in e["logging.googleapis.com/labels"].get("task", "")
+        and "status" in e["logging.googleapis.com/labels"]  # dispatch lines, not "created"
     ]
     assert [status for _, status in attempts] == ["503", "204"]
     gap = dt.datetime.fromisoformat(attempts[1][0]) - dt.datetime.fromisoformat(attempts[0][0])
