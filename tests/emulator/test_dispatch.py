@@ -177,13 +177,14 @@ def test_app_engine_target_headers_and_content_type(
 
 
 def attempt_lines(emulator: Emulator, task_id: str, count: int) -> list[dict[str, Any]]:
-    """The emulator's log lines about ``task_id``, once there are ``count`` of them."""
+    """The emulator's dispatch lines about ``task_id``, once there are ``count`` of them."""
     deadline = time.monotonic() + 5
     while True:
         lines = [
             line
             for line in emulator.log_lines()
             if line.get("logging.googleapis.com/labels", {}).get("task") == task_id
+            and "status" in line["logging.googleapis.com/labels"]  # not the "created" line
         ]
         if len(lines) >= count or time.monotonic() > deadline:
             assert len(lines) == count
