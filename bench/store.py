@@ -24,6 +24,7 @@ from sqlalchemy import event
 from bench.common import Row, Settings, fmt_ms, percentile, progress, service_env, start_gunicorn
 from bench.common import verdict as _verdict
 from bench.loadgen import build_request, run_load
+from offload.ids import base32
 from offload.store import JobStore
 from tests.processes import free_port
 
@@ -31,7 +32,6 @@ __all__ = ["run"]
 
 POSTGRES = "postgresql+psycopg://postgres@127.0.0.1:5432/test"
 BASELINE_ROWS = 1_000
-_ALPHABET = "0123456789abcdefghjkmnpqrstvwxyz"
 JOB_COLUMNS = (
     "id", "type", "status", "reason", "payload", "result", "error", "request_id", "attempts",
     "max_attempts", "deadline_seconds", "cancel_requested", "task_name", "created_at",
@@ -47,14 +47,6 @@ def _job_columns() -> tuple[str, ...]:
     return JOB_COLUMNS + (("owner",) if "owner" in jobs.c else ())
 
 
-def _b32(value: int, length: int) -> str:
-    chars = []
-    for _ in range(length):
-        value, rem = divmod(value, 32)
-        chars.append(_ALPHABET[rem])
-    return "".join(reversed(chars))
-
-
 def _jobs(n: int, seed: int = 7) -> Iterator[tuple[tuple[Any, ...], tuple[Any, ...]]]:
     """n finished or queued jobs, ids in time order, one attempt row each."""
     rnd = random.Random(seed)
@@ -64,7 +56,7 @@ def _jobs(n: int, seed: int = 7) -> Iterator[tuple[tuple[Any, ...], tuple[Any, .
     owner = "owner" in _job_columns()
     for i in range(n):
         millis = base_ms + i * step_ms
-        job_id = _b32(millis, 10) + _b32(rnd.getrandbits(80), 16)
+        job_id = base32(millis, 10) + base32(rnd.getrandbits(80), 16)
         r = rnd.random()
         status, reason, result, error, outcome = (
             ("failed", "permanent_error", None, '{"type":"permanent_error","message":"no"}', "x")

@@ -8,13 +8,14 @@ import re
 import threading
 import time
 
-__all__ = ["is_job_id", "new_job_id", "task_id_for"]
+__all__ = ["base32", "is_job_id", "new_job_id", "task_id_for"]
 
 _ALPHABET = "0123456789abcdefghjkmnpqrstvwxyz"  # Crockford base32, lower case
 _JOB_ID = re.compile(r"^[0-9a-hjkmnp-tv-z]{26}$")
 
 
-def _b32(value: int, length: int) -> str:
+def base32(value: int, length: int) -> str:
+    """``value`` as ``length`` Crockford base32 digits (the alphabet of job ids)."""
     chars = []
     for _ in range(length):
         value, rem = divmod(value, 32)
@@ -41,7 +42,7 @@ def new_job_id() -> str:
         else:
             rand = int.from_bytes(os.urandom(10), "big")
         _last[0], _last[1] = millis, rand
-    return _b32(millis, 10) + _b32(rand, 16)
+    return base32(millis, 10) + base32(rand, 16)
 
 
 def is_job_id(value: str) -> bool:

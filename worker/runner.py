@@ -119,16 +119,8 @@ def run_delivery(store: JobStore, config: Mapping[str, Any], delivery: Delivery)
     try:
         payload = job_type.payload_model.model_validate(job.payload)
     except ValidationError as e:
-        store.finish(
-            job.id,
-            token,
-            status=FAILED,
-            reason="invalid_payload",
-            error=_error("invalid_payload", e),
-            outcome="invalid_payload",
-        )
         log.error("job %s payload no longer validates: failed without retry", job.id)
-        return Outcome(False, "invalid payload")
+        return _fail_now(store, job, token, "invalid_payload", e)
 
     deadline = Deadline(budget)
     ctx = JobContext(
@@ -168,16 +160,8 @@ def run_delivery(store: JobStore, config: Mapping[str, Any], delivery: Delivery)
         log.info("job %s cancelled while running", job.id)
         return Outcome(False, "cancelled")
     except PermanentError as e:
-        store.finish(
-            job.id,
-            token,
-            status=FAILED,
-            reason="permanent_error",
-            error=_error("permanent_error", e),
-            outcome="permanent_error",
-        )
         log.warning("job %s failed permanently: %s", job.id, e)
-        return Outcome(False, "permanent error")
+        return _fail_now(store, job, token, "permanent_error", e)
     except TransientError as e:
         log.warning("attempt %d failed transiently: %s", delivery.attempt, e)
         return _failed(store, job, token, ctx, "transient_error", e)
@@ -188,16 +172,8 @@ def run_delivery(store: JobStore, config: Mapping[str, Any], delivery: Delivery)
     try:
         stored = _jsonable(result)
     except (TypeError, ValueError) as e:
-        store.finish(
-            job.id,
-            token,
-            status=FAILED,
-            reason="invalid_result",
-            error=_error("invalid_result", e),
-            outcome="invalid_result",
-        )
         log.error("job %s returned a result JSON cannot hold: %s", job.id, e)
-        return Outcome(False, "invalid result")
+        return _fail_now(store, job, token, "invalid_result", e)
     store.finish(job.id, token, status=SUCCEEDED, result=stored, outcome="succeeded")
     log.info("job %s succeeded in %.3fs", job.id, time.perf_counter() - started)
     return Outcome(False, "succeeded")
@@ -219,15 +195,18 @@ def _hard_stop(store: JobStore, job: Job, token: str, ctx: JobContext) -> None:
         hard_exit()
 
 
+def _fail_now(store: JobStore, job: Job, token: str, kind: str, exc: BaseException) -> Outcome:
+    """A failure no retry can mend: the job ends ``failed`` with ``kind`` as its reason."""
+    store.finish(job.id, token, status=FAILED, reason=kind, error=_error(kind, exc), outcome=kind)
+    return Outcome(False, kind)
+
+
 def _failed(
     store: JobStore, job: Job, token: str, ctx: JobContext, kind: str, exc: BaseException
 ) -> Outcome:
     """A retryable failure: retry while attempts remain, else fail the job for good."""
     if ctx.is_last_attempt:
-        store.finish(
-            job.id, token, status=FAILED, reason=kind, error=_error(kind, exc), outcome=kind
-        )
         log.warning("job %s failed after its last attempt (%d): %s", job.id, ctx.attempt, kind)
-        return Outcome(False, kind)
+        return _fail_now(store, job, token, kind, exc)
     store.release(job.id, token, outcome=kind, error=_error(kind, exc))
     return Outcome(True, kind)

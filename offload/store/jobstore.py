@@ -122,6 +122,14 @@ def _engine_for(url: str, pool_size: int) -> Engine:
     )
 
 
+def _takeable(now: dt.datetime) -> Any:
+    """Queued, or running under a lease that ran out (its runner died)."""
+    return or_(
+        jobs.c.status == QUEUED,
+        and_(jobs.c.status == RUNNING, jobs.c.lease_expires_at < now),
+    )
+
+
 def _job_from_values(values: dict[str, Any]) -> Job:
     defaults = {c.name: None for c in jobs.columns}
     return _job_mapping({**defaults, **values}, ())
@@ -358,13 +366,7 @@ class JobStore:
         with self.engine.begin() as conn:
             row = conn.execute(
                 update(jobs)
-                .where(
-                    jobs.c.id == job_id,
-                    or_(
-                        jobs.c.status == QUEUED,
-                        and_(jobs.c.status == RUNNING, jobs.c.lease_expires_at < now),
-                    ),
-                )
+                .where(jobs.c.id == job_id, _takeable(now))
                 .values(
                     status=RUNNING,
                     attempts=jobs.c.attempts + 1,
@@ -462,13 +464,7 @@ class JobStore:
         with self.engine.begin() as conn:
             changed = conn.execute(
                 update(jobs)
-                .where(
-                    jobs.c.id == job_id,
-                    or_(
-                        jobs.c.status == QUEUED,
-                        and_(jobs.c.status == RUNNING, jobs.c.lease_expires_at < now),
-                    ),
-                )
+                .where(jobs.c.id == job_id, _takeable(now))
                 .values(
                     status=FAILED,
                     reason=reason,
