@@ -187,3 +187,12 @@ def test_inconsistent_timeouts_refuse_to_start_naming_the_values(
         check_timeouts(
             load_config(app_config(tmp_path, **{"HARD_GRACE_SECONDS": 2.0, **overrides}))
         )
+
+
+def test_attempt_number_comes_from_the_proven_targets_headers_only(worker_app: Flask) -> None:
+    job_id = add_job(worker_app, "demo.flaky", {"failures": 1}, max_attempts=2)
+    # An X-CloudTasks-* retry count means nothing on an App Engine push: attempt 1 fails
+    # and is retried (500), not taken for the last attempt.
+    r = push(worker_app, job_id, headers={"X-CloudTasks-TaskRetryCount": "5"})
+    assert r.status_code == 500
+    assert [a.number for a in job(worker_app, job_id).attempt_log] == [1]

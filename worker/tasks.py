@@ -28,20 +28,10 @@ def _authenticator() -> PushAuthenticator:
     return auth
 
 
-def _retry_count() -> int:
-    for name in ("X-AppEngine-TaskRetryCount", "X-CloudTasks-TaskRetryCount"):
-        raw = request.headers.get(name, "")
-        if raw.isdigit():
-            return int(raw)
-    return 0
-
-
-def _task_name() -> str:
-    for name in ("X-AppEngine-TaskName", "X-CloudTasks-TaskName"):
-        raw = request.headers.get(name, "")
-        if _TASK_NAME.match(raw):
-            return raw
-    return ""
+def _task_header(target: str, name: str) -> str:
+    """A Cloud Tasks header of the proven target only (App Engine's or the HTTP one's)."""
+    prefix = "X-AppEngine-Task" if target == "appengine" else "X-CloudTasks-Task"
+    return request.headers.get(prefix + name, "")
 
 
 @bp.post("/tasks/run")
@@ -58,8 +48,11 @@ def run_task() -> Response:
             auth.status, title, "this endpoint only accepts Cloud Tasks pushes", headers=headers
         )
 
-    attempt = _retry_count() + 1
-    with log_context(task=_task_name() or None, attempt=attempt):
+    # The retry count counts every failed attempt, so +1 is this delivery's number.
+    retries = _task_header(auth.target, "RetryCount")
+    attempt = int(retries) + 1 if retries.isdigit() and len(retries) < 10 else 1
+    task = _task_header(auth.target, "Name")
+    with log_context(task=task if _TASK_NAME.match(task) else None, attempt=attempt):
         try:
             envelope = json.loads(request.get_data())
             job_id = envelope["job_id"]
