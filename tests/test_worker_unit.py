@@ -193,6 +193,10 @@ def test_attempt_number_comes_from_the_proven_targets_headers_only(worker_app: F
     job_id = add_job(worker_app, "demo.flaky", {"failures": 1}, max_attempts=2)
     # An X-CloudTasks-* retry count means nothing on an App Engine push: attempt 1 fails
     # and is retried (500), not taken for the last attempt.
-    r = push(worker_app, job_id, headers={"X-CloudTasks-TaskRetryCount": "5"})
+    r = worker_app.test_client().post(
+        "/tasks/run",
+        data=json.dumps({"job_id": job_id}),
+        headers={**AE_HEADERS, "X-CloudTasks-TaskRetryCount": "5"},
+    )
     assert r.status_code == 500
     assert [a.number for a in job(worker_app, job_id).attempt_log] == [1]
