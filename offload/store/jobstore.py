@@ -378,7 +378,8 @@ class JobStore:
                 .returning(*jobs.columns)
             ).first()
             if row is not None:
-                self._interrupt_open_attempts(conn, job_id, now)
+                if row._mapping["attempts"] > 1:  # a first run has no earlier attempt open
+                    self._interrupt_open_attempts(conn, job_id, now)
                 conn.execute(insert(attempts).values(job_id=job_id, number=attempt, started_at=now))
         if row is not None:
             # UPDATE ... RETURNING gave the claimed row; its attempt log is not needed to run.
