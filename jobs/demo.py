@@ -65,9 +65,9 @@ def echo(ctx: JobContext, payload: EchoPayload) -> dict[str, Any]:
 @job("demo.flaky", payload=FlakyPayload, deadline_seconds=10, max_attempts=5)
 def flaky(ctx: JobContext, payload: FlakyPayload) -> dict[str, Any]:
     """Fail transiently on the first `failures` attempts, then succeed."""
-    if ctx.attempt <= payload.failures:
-        raise TransientError(f"attempt {ctx.attempt} of {payload.failures} planned failures")
-    return {"succeeded_on_attempt": ctx.attempt}
+    if ctx.run <= payload.failures:
+        raise TransientError(f"run {ctx.run} of {payload.failures} planned failures")
+    return {"succeeded_on_attempt": ctx.run}
 
 
 @job("demo.fail", payload=FailPayload, deadline_seconds=10)

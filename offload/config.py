@@ -170,6 +170,13 @@ SETTINGS: tuple[Setting, ...] = (
         "Finished jobs (and results) older than this are deleted by `offload jobs expire` "
         "or the worker's cron route; 0 keeps them forever.",
     ),
+    Setting(
+        "STALE_RUN_SECONDS",
+        3600,
+        int,
+        "The worker's cron route fails a job still `running` this long after its runner's "
+        "lease ran out (Cloud Tasks stopped retrying it).",
+    ),
     Setting("LOG_LEVEL", "INFO", str, "Lowest severity logged."),
     Setting("LOG_DIR", "var/log", str, "Folder for local JSON log files; empty = stdout only."),
     Setting("LOG_FILE_MAX_BYTES", 10 * 1024 * 1024, int, "Size at which a log file rotates."),

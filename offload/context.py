@@ -24,7 +24,8 @@ class JobContext:
 
     job_id: str
     job_type: str
-    attempt: int
+    attempt: int  # this delivery: Cloud Tasks' retry count + 1
+    run: int  # how many times the worker has started this job, this run included
     max_attempts: int
     request_id: str
     deadline: Deadline
@@ -37,8 +38,8 @@ class JobContext:
 
     @property
     def is_last_attempt(self) -> bool:
-        """Whether a failure now fails the job for good."""
-        return self.attempt >= self.max_attempts
+        """Whether a failure now fails the job for good (its runs are used up)."""
+        return self.run >= self.max_attempts
 
     @property
     def cancelled(self) -> bool:

@@ -89,14 +89,14 @@ def test_a_flaky_jobs_whole_story_is_one_command_away(stack: Stack) -> None:
             ("web", rf"job {job_id} accepted \(demo\.flaky\), task .*/tasks/{task} created"),
             # web's access line may follow the worker's first lines: the task is pushed
             # before web's answer is logged, so it is checked apart, below.
-            ("worker", r"^attempt 1 of 5 started"),
+            ("worker", r"^attempt 1 started \(run 1 of 5\)"),
             ("worker", r"^attempt 1 failed transiently"),
             ("worker", r"^POST /tasks/run 500$"),
             ("emulator", r"attempt 1 -> 500"),
-            ("worker", r"^attempt 2 of 5 started"),
+            ("worker", r"^attempt 2 started \(run 2 of 5\)"),
             ("worker", r"^attempt 2 failed transiently"),
             ("emulator", r"attempt 2 -> 500"),
-            ("worker", r"^attempt 3 of 5 started"),
+            ("worker", r"^attempt 3 started \(run 3 of 5\)"),
             ("worker", rf"^job {job_id} succeeded"),
             ("worker", r"^POST /tasks/run 204$"),
             ("emulator", r"attempt 3 -> 204"),

@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 import requests
 
-from tests.conftest import ROOT, Stack, free_port
+from tests.conftest import ROOT, TEST_QUEUE_YAML, Stack, free_port, make_stack
 from tests.test_e2e_walkthrough import submit, wait_for
 
 pytestmark = pytest.mark.e2e
@@ -182,3 +182,32 @@ def test_worker_with_inconsistent_timeouts_refuses_to_start(tmp_path: Path) -> N
     output = proc.stdout + proc.stderr
     assert "inconsistent timeouts" in output
     assert "WORKER_TIMEOUT_SECONDS=20" in output
+
+
+def test_a_job_stuck_where_no_signal_reaches_is_ended_by_gunicorns_timeout(
+    tmp_path: Path,
+) -> None:
+    """The SIGALRM deadline cannot run inside one long C call; gunicorn's timeout ends it.
+
+    Budgets here are tiny so that a 16 s gunicorn timeout is consistent with them.
+    """
+    stack = make_stack(
+        tmp_path,
+        env={"OFFLOAD_JOB_MODULES": "tests.testjobs", "OFFLOAD_DISPATCH_MARGIN_SECONDS": "4"},
+        worker_timeout=16,
+        # Deliveries answered "busy" while a stuck run holds the job count as retries.
+        queue_yaml=TEST_QUEUE_YAML.replace("task_retry_limit: 10", "task_retry_limit: 100"),
+    )
+    try:
+        r = submit(stack, {"type": "test.stuck", "payload": {"seconds": 0}})
+        job = wait_for(stack, r.json()["id"], FINAL, timeout=120)
+        assert (job["status"], job["reason"]) == ("failed", "interrupted"), job
+        # Both runs were killed, the next delivery closed each as interrupted, and no two
+        # ran at once: the lease outlasts gunicorn's timeout.
+        outcomes = [a["outcome"] for a in job["attempt_log"]]
+        assert outcomes == ["interrupted", "interrupted"], job
+        runs = job["attempt_log"]
+        assert runs[1]["started_at"] >= runs[0]["finished_at"]
+        assert "WORKER TIMEOUT" in stack.procs["worker"].output()
+    finally:
+        stack.stop()

@@ -17,6 +17,7 @@ from offload.store import (
     SUCCEEDED,
     JobStore,
     NewJob,
+    utcnow,
 )
 
 
@@ -227,3 +228,17 @@ def test_insert_returns_what_a_read_returns(store: JobStore) -> None:
     job, _ = store.insert(new_job(key="k-read"))
     read = store.get(job.id)
     assert read is not None and read.to_resource() == job.to_resource()
+
+
+def test_reap_fails_only_runs_whose_lease_ran_out_before_the_cutoff(store: JobStore) -> None:
+    dead, _ = store.insert(new_job())
+    alive, _ = store.insert(new_job())
+    store.claim(dead.id, attempt=1, lease_seconds=0.0)
+    store.claim(alive.id, attempt=1, lease_seconds=3600)
+    time.sleep(0.01)
+    assert store.reap(lease_expired_before=utcnow()) == 1
+    reaped = store.get(dead.id)
+    assert reaped is not None and (reaped.status, reaped.reason) == (FAILED, "interrupted")
+    assert [a.outcome for a in reaped.attempt_log] == ["interrupted"]
+    still = store.get(alive.id)
+    assert still is not None and still.status == RUNNING

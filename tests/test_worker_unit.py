@@ -101,9 +101,22 @@ def test_last_attempt_failing_transiently_fails_the_job_with_204(worker_app: Fla
 
 def test_per_job_max_attempts_hold_when_the_queue_allows_more(worker_app: Flask) -> None:
     job_id = add_job(worker_app, "demo.flaky", {"failures": 9}, max_attempts=3)
-    r = push(worker_app, job_id, retry_count=7)  # queue kept retrying past the job's limit
-    assert r.status_code == 204
-    assert job(worker_app, job_id).status == "failed"
+    # The queue retries up to 10 times; the job's 3 runs are all it gets.
+    answers = [push(worker_app, job_id, retry_count=n).status_code for n in range(5)]
+    assert answers == [500, 500, 204, 204, 204]
+    failed = job(worker_app, job_id)
+    assert (failed.status, failed.reason, failed.attempts) == ("failed", "transient_error", 3)
+
+
+def test_deliveries_that_never_ran_the_job_do_not_use_up_its_attempts(
+    worker_app: Flask,
+) -> None:
+    job_id = add_job(worker_app, "demo.flaky", {"failures": 1}, max_attempts=2)
+    # Cloud Tasks counted 6 failed deliveries before this one (worker down, say): still
+    # the job's first run, so its failure is retried, and the second run succeeds.
+    assert push(worker_app, job_id, retry_count=6).status_code == 500
+    assert push(worker_app, job_id, retry_count=7).status_code == 204
+    assert job(worker_app, job_id).status == "succeeded"
 
 
 def test_deadline_exceeded_is_caught_and_retried_then_fails(worker_app: Flask) -> None:

@@ -24,3 +24,9 @@ def stubborn(ctx: JobContext, payload: Seconds) -> None:
             time.sleep(0.05)
         except DeadlineExceededError:
             pass
+
+
+@job("test.stuck", payload=Seconds, deadline_seconds=1, max_attempts=2)
+def stuck(ctx: JobContext, payload: Seconds) -> int:
+    """Spin inside one C call (sum over a huge range): no signal handler runs meanwhile."""
+    return sum(range(10**13))

@@ -41,4 +41,8 @@ def expire() -> Response:
         log.warning("cron call refused: not from App Engine cron or the scheduler")
         return problem_response(403, "Forbidden", "only the scheduler may call this")
     count = expire_jobs(int(current_app.config["JOB_RETENTION_SECONDS"]))
-    return jsonify({"expired": count})
+    cutoff = utcnow() - dt.timedelta(seconds=int(current_app.config["STALE_RUN_SECONDS"]))
+    reaped = get_store(current_app).reap(lease_expired_before=cutoff)
+    if reaped:
+        log.warning("%d jobs whose runner died were left running: failed as interrupted", reaped)
+    return jsonify({"expired": count, "reaped": reaped})

@@ -87,26 +87,37 @@ def run_delivery(store: JobStore, config: Mapping[str, Any], delivery: Delivery)
         log.error("job %s has type %r, which this worker does not know", job.id, job.type)
         return Outcome(False, "unknown job type")
 
+    # Attempts are counted as runs (the store's claims), not as deliveries: Cloud Tasks'
+    # retry count also counts deliveries that never ran the job (worker unreachable,
+    # another delivery holding the job), and those must not use up the job's attempts.
     max_attempts = min(job.max_attempts, job_type.max_attempts)
-    if delivery.attempt > max_attempts:
-        # The last attempt ended without an answer (killed past its deadline, say).
+    if job.attempts >= max_attempts:
+        # The last run ended without an answer (its process was killed, say).
         logged = store.get(job.id)
         last = logged.attempt_log[-1].outcome if logged and logged.attempt_log else None
-        reason = (
-            "deadline_exceeded"
-            if last in ("deadline_exceeded", "interrupted")
-            else ("max_attempts_exceeded")
-        )
+        # A run still open (or closed as interrupted) died without an answer: killed by a
+        # hard limit, or its instance went away.
+        if last == "deadline_exceeded":
+            reason = "deadline_exceeded"
+        elif last in (None, "interrupted"):
+            reason = "interrupted"
+        else:
+            reason = "max_attempts_exceeded"
         if store.fail_unclaimed(
             job.id,
             reason=reason,
-            error=_error(reason, f"attempt {delivery.attempt} is past the job's {max_attempts}"),
+            error=_error(reason, f"all {max_attempts} attempts ran without an answer"),
         ):
             log.warning("job %s failed: attempts used up (%s)", job.id, reason)
             return Outcome(False, reason)
 
     budget = min(job.deadline_seconds, job_type.deadline_seconds)
-    lease = budget + float(config["DISPATCH_MARGIN_SECONDS"])
+    # Until gunicorn's timeout has surely killed a runner stuck where no signal reaches
+    # it, nobody else may take the job; a runner that ends normally releases it at once.
+    lease = max(
+        budget + float(config["DISPATCH_MARGIN_SECONDS"]),
+        float(config["WORKER_TIMEOUT_SECONDS"]) + 5.0,
+    )
     claim = store.claim(job.id, attempt=delivery.attempt, lease_seconds=lease)
     if not claim.won or claim.token is None or claim.job is None:
         current = claim.job
@@ -127,6 +138,7 @@ def run_delivery(store: JobStore, config: Mapping[str, Any], delivery: Delivery)
         job_id=job.id,
         job_type=job.type,
         attempt=delivery.attempt,
+        run=job.attempts,
         max_attempts=max_attempts,
         request_id=job.request_id,
         deadline=deadline,
@@ -134,7 +146,13 @@ def run_delivery(store: JobStore, config: Mapping[str, Any], delivery: Delivery)
         read_cancel_requested=lambda: store.cancel_requested(job.id),
         progress_interval=float(config["PROGRESS_INTERVAL_SECONDS"]),
     )
-    log.info("attempt %d of %d started, budget %gs", delivery.attempt, max_attempts, budget)
+    log.info(
+        "attempt %d started (run %d of %d), budget %gs",
+        delivery.attempt,
+        job.attempts,
+        max_attempts,
+        budget,
+    )
     started = time.perf_counter()
     try:
         with enforce(

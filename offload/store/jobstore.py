@@ -524,6 +524,48 @@ class JobStore:
                 conn.execute(delete(attempts).where(attempts.c.job_id.in_(ids)))
                 total += conn.execute(delete(jobs).where(jobs.c.id.in_(ids))).rowcount
 
+    def reap(self, *, lease_expired_before: dt.datetime) -> int:
+        """Fail running jobs whose runner died long ago and that no delivery took back.
+
+        Normally the next delivery of the task closes a dead run; this is for the task
+        Cloud Tasks gave up on meanwhile, so that no job claims to run forever.
+        """
+        now = utcnow()
+        with self.engine.begin() as conn:
+            ids = list(
+                conn.execute(
+                    select(jobs.c.id).where(
+                        jobs.c.status == RUNNING, jobs.c.lease_expires_at < lease_expired_before
+                    )
+                ).scalars()
+            )
+            for job_id in ids:
+                self._interrupt_open_attempts(conn, job_id, now)
+            if not ids:
+                return 0
+            return int(
+                conn.execute(
+                    update(jobs)
+                    .where(
+                        jobs.c.id.in_(ids),
+                        jobs.c.status == RUNNING,
+                        jobs.c.lease_expires_at < lease_expired_before,
+                    )
+                    .values(
+                        status=FAILED,
+                        reason="interrupted",
+                        error={
+                            "type": "interrupted",
+                            "message": "its runner died and Cloud Tasks stopped retrying",
+                        },
+                        finished_at=now,
+                        updated_at=now,
+                        lease_token=None,
+                        lease_expires_at=None,
+                    )
+                ).rowcount
+            )
+
     def cancel_requested(self, job_id: str) -> bool:
         """Whether a client asked to cancel this job."""
         with self.engine.connect() as conn:
