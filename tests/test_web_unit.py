@@ -114,3 +114,9 @@ def test_hosted_defaults_use_real_cloud_tasks_and_no_log_files() -> None:
 def test_app_engine_start_and_warmup_requests_answer_204(client: FlaskClient) -> None:
     assert client.get("/_ah/warmup").status_code == 204
     assert client.get("/_ah/start").status_code == 204
+
+
+def test_deeply_nested_json_is_400_not_500(client: FlaskClient) -> None:
+    deep = b'{"type": "demo.echo", "payload": {"x": ' + b"[" * 50_000 + b"]" * 50_000 + b"}}"
+    r = client.post("/jobs", data=deep, content_type="application/json")
+    assert r.status_code == 400 and r.headers["Content-Type"] == "application/problem+json"

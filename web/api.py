@@ -53,6 +53,10 @@ def _json_body() -> dict[str, Any]:
         raise ProblemError(
             400, "Malformed JSON", f"the body is not valid JSON: {e}", slug="malformed-json"
         ) from None
+    except RecursionError:
+        raise ProblemError(
+            400, "Malformed JSON", "the body is nested too deeply", slug="malformed-json"
+        ) from None
     if not isinstance(body, dict):
         raise ProblemError(
             400, "Malformed JSON", "the body must be a JSON object", slug="malformed-json"

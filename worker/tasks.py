@@ -58,7 +58,7 @@ def run_task() -> Response:
             job_id = envelope["job_id"]
             if not isinstance(job_id, str) or not is_job_id(job_id):
                 raise ValueError("job_id is not a job id")
-        except (ValueError, KeyError, TypeError) as e:
+        except (ValueError, KeyError, TypeError, RecursionError) as e:
             # Cloud Tasks retries any non-2xx: a body that can never parse must answer 204.
             log.error("malformed task envelope, dropped with 204: %s", type(e).__name__)
             return no_content()
