@@ -120,3 +120,10 @@ def test_deeply_nested_json_is_400_not_500(client: FlaskClient) -> None:
     deep = b'{"type": "demo.echo", "payload": {"x": ' + b"[" * 50_000 + b"]" * 50_000 + b"}}"
     r = client.post("/jobs", data=deep, content_type="application/json")
     assert r.status_code == 400 and r.headers["Content-Type"] == "application/problem+json"
+
+
+def test_nan_and_infinity_are_not_json(client: FlaskClient) -> None:
+    for bad in (b"NaN", b"Infinity", b"-Infinity"):
+        body = b'{"type": "demo.echo", "payload": {"x": ' + bad + b"}}"
+        r = client.post("/jobs", data=body, content_type="application/json")
+        assert r.status_code == 400, bad

@@ -37,6 +37,11 @@ def _tasks() -> TaskQueue:
     return queue
 
 
+def _no_constant(name: str) -> Any:
+    # NaN and Infinity are not JSON (RFC 8259); PostgreSQL's json type refuses them too.
+    raise ValueError(f"{name} is not a JSON value")
+
+
 def _json_body() -> dict[str, Any]:
     """The request's JSON object, or a 415/400 problem."""
     mimetype = request.mimetype
@@ -48,7 +53,7 @@ def _json_body() -> dict[str, Any]:
             slug="unsupported-media-type",
         )
     try:
-        body = json.loads(request.get_data(cache=True) or b"null")
+        body = json.loads(request.get_data(cache=True) or b"null", parse_constant=_no_constant)
     except (ValueError, UnicodeDecodeError) as e:
         raise ProblemError(
             400, "Malformed JSON", f"the body is not valid JSON: {e}", slug="malformed-json"
