@@ -118,7 +118,8 @@ def worker_app(tmp_path: Path) -> Iterator[Flask]:
 # -- stores ----------------------------------------------------------------------
 
 
-def _postgres_schema_url() -> Iterator[str]:
+def postgres_schema_url() -> Iterator[str]:
+    """A URL into a fresh PostgreSQL schema, dropped when the generator is resumed."""
     import sqlalchemy
 
     try:
@@ -146,4 +147,4 @@ def store_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
     if request.param == "sqlite":
         yield f"sqlite:///{tmp_path / 'store.db'}"
     else:
-        yield from _postgres_schema_url()
+        yield from postgres_schema_url()

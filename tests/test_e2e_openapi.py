@@ -15,6 +15,7 @@ import schemathesis
 from hypothesis import HealthCheck, given, settings
 from schemathesis import checks
 
+from tests.conftest import postgres_schema_url
 from tests.processes import Stack
 from web.auth import hash_key
 
@@ -24,15 +25,25 @@ ADMIN_KEY = "schemathesis-admin-key"
 EXAMPLES = 60  # per operation; 7 operations
 
 
-@pytest.fixture(scope="module")
-def web_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
-    """Emulator and web only: generated jobs are queued, never run."""
+@pytest.fixture(
+    scope="module", params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)]
+)
+def web_stack(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[Stack]:
+    """Emulator and web only (generated jobs are queued, never run), on each store."""
     tmp = Path(tmp_path_factory.mktemp("openapi"))
+    databases = (
+        iter([f"sqlite:///{tmp / 'offload.db'}"])
+        if request.param == "sqlite"
+        else postgres_schema_url()
+    )
+    database = next(databases)
     stack = Stack(
         tmp=tmp,
         env={
             "OFFLOAD_PROJECT_ID": "offload-test",
-            "OFFLOAD_DATABASE_URL": f"sqlite:///{tmp / 'offload.db'}",
+            "OFFLOAD_DATABASE_URL": database,
             "OFFLOAD_LOG_DIR": str(tmp / "log"),
             "OFFLOAD_API_AUTH": "api_key",
             "OFFLOAD_API_KEYS": f"schemathesis:{hash_key(ADMIN_KEY)}:admin",
@@ -44,6 +55,7 @@ def web_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
         yield stack
     finally:
         stack.stop()
+        next(databases, None)  # drops the PostgreSQL schema
 
 
 def test_the_api_keeps_its_description(web_stack: Stack) -> None:

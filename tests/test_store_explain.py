@@ -23,7 +23,7 @@ from sqlalchemy import Connection, event, text
 from offload.ids import new_job_id
 from offload.store import FAILED, SUCCEEDED, JobStore, NewJob
 from offload.store.schema import jobs
-from tests.conftest import _postgres_schema_url
+from tests.conftest import postgres_schema_url
 
 ROWS = 200_000
 RARE_TYPE = "demo.rare"
@@ -101,7 +101,7 @@ def filled_store(
     if request.param == "sqlite":
         urls = iter([f"sqlite:///{tmp_path_factory.mktemp('explain') / 'store.db'}"])
     else:
-        urls = _postgres_schema_url()
+        urls = postgres_schema_url()
     for url in urls:
         store = JobStore(url, pool_size=2)
         try:

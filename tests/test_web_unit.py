@@ -127,3 +127,7 @@ def test_nan_and_infinity_are_not_json(client: FlaskClient) -> None:
         body = b'{"type": "demo.echo", "payload": {"x": ' + bad + b"}}"
         r = client.post("/jobs", data=body, content_type="application/json")
         assert r.status_code == 400, bad
+
+
+def test_a_type_filter_with_a_nul_byte_is_422(client: FlaskClient) -> None:
+    assert client.get("/jobs?type=demo%00echo").status_code == 422
