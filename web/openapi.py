@@ -161,7 +161,7 @@ def build_spec() -> dict[str, Any]:
                         {
                             "name": "type",
                             "in": "query",
-                            "schema": {"type": "string", "minLength": 1, "maxLength": 100},
+                            "schema": {"type": "string", "pattern": "^[A-Za-z0-9_.:-]{1,100}$"},
                         },
                         {
                             "name": "limit",

@@ -35,7 +35,8 @@ class ListQuery(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     status: str | None = Field(default=None, pattern="^(" + "|".join(STATUSES) + ")$")
-    type: str | None = Field(default=None, min_length=1, max_length=100)
+    # Job type names only: a filter never carries characters a database may refuse (NUL).
+    type: str | None = Field(default=None, pattern=r"^[A-Za-z0-9_.:-]{1,100}$")
     limit: int = Field(default=20, ge=1)
     cursor: str | None = Field(default=None, pattern="^[0-9a-hjkmnp-tv-z]{26}$")
 
