@@ -15,6 +15,11 @@ logger_class = "offload.gunicorn_logger.Logger"
 # Each worker process builds its own app, store engine and gRPC channel after the fork.
 preload_app = False
 forwarded_allow_ips = "127.0.0.1"
+# Bounds on what a client may send before the app sees it (answered 400/431 by gunicorn):
+# request line, number of header fields, size of one header field.
+limit_request_line = 4094
+limit_request_fields = 100
+limit_request_field_size = 8190
 
 
 def on_starting(server):  # type: ignore[no-untyped-def]
