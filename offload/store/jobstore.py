@@ -22,6 +22,7 @@ from sqlalchemy import (
     Engine,
     Row,
     and_,
+    bindparam,
     create_engine,
     delete,
     event,
@@ -122,12 +123,69 @@ def _engine_for(url: str, pool_size: int) -> Engine:
     )
 
 
-def _takeable(now: dt.datetime) -> Any:
+def _takeable(now: Any) -> Any:
     """Queued, or running under a lease that ran out (its runner died)."""
     return or_(
         jobs.c.status == QUEUED,
         and_(jobs.c.status == RUNNING, jobs.c.lease_expires_at < now),
     )
+
+
+# The hot statements, built once: building a statement and its cache key on every call
+# cost several times what running it does (get(): 0.39 ms -> 0.11 ms on SQLite).
+_SELECT_JOB = select(jobs).where(jobs.c.id == bindparam("p_id"))
+_SELECT_JOB_BY_KEY = select(jobs).where(
+    jobs.c.owner == bindparam("p_owner"), jobs.c.idempotency_key == bindparam("p_key")
+)
+_SELECT_ATTEMPTS = (
+    select(attempts)
+    .where(attempts.c.job_id == bindparam("p_id"))
+    .order_by(attempts.c.number, attempts.c.id)
+)
+_SELECT_CANCEL = select(jobs.c.cancel_requested).where(jobs.c.id == bindparam("p_id"))
+_SET_PROGRESS = (
+    update(jobs)
+    .where(jobs.c.id == bindparam("p_id"), jobs.c.lease_token == bindparam("p_token"))
+    .values(
+        progress=bindparam("p_fraction"),
+        progress_message=bindparam("p_message"),
+        updated_at=bindparam("p_now"),
+    )
+)
+_CLAIM = (
+    update(jobs)
+    .where(jobs.c.id == bindparam("p_id"), _takeable(bindparam("p_now")))
+    .values(
+        status=RUNNING,
+        attempts=jobs.c.attempts + 1,
+        lease_token=bindparam("p_token"),
+        lease_expires_at=bindparam("p_until"),
+        started_at=bindparam("p_now"),
+        updated_at=bindparam("p_now"),
+    )
+    .returning(*jobs.columns)
+)
+_INSERT_ATTEMPT = insert(attempts)
+_LIST_FILTERS = (  # in the order of list()'s filter values
+    jobs.c.owner == bindparam("p_owner"),
+    jobs.c.status == bindparam("p_status"),
+    jobs.c.type == bindparam("p_type"),
+    jobs.c.id < bindparam("p_before"),
+)
+_LIST_CACHE: dict[tuple[bool, ...], Any] = {}
+
+
+def _list_statement(present: tuple[bool, ...]) -> Any:
+    """The page query for one combination of filters (at most 16, each built once)."""
+    statement = _LIST_CACHE.get(present)
+    if statement is None:
+        statement = select(jobs)
+        for condition, used in zip(_LIST_FILTERS, present, strict=True):
+            if used:
+                statement = statement.where(condition)
+        statement = statement.order_by(jobs.c.id.desc()).limit(bindparam("p_limit"))
+        _LIST_CACHE[present] = statement
+    return statement
 
 
 def _job_from_values(values: dict[str, Any]) -> Job:
@@ -255,25 +313,19 @@ class JobStore:
     def get_by_idempotency_key(self, owner: str, key: str) -> Job | None:
         """The job ``owner`` submitted with this idempotency key, if any."""
         with self.engine.connect() as conn:
-            row = conn.execute(
-                select(jobs).where(jobs.c.owner == owner, jobs.c.idempotency_key == key)
-            ).first()
+            row = conn.execute(_SELECT_JOB_BY_KEY, {"p_owner": owner, "p_key": key}).first()
             return None if row is None else self._with_attempts(conn, row)
 
     def get(self, job_id: str, *, with_attempts: bool = True) -> Job | None:
         """One job (with its attempt log unless told otherwise), or None."""
         with self.engine.connect() as conn:
-            row = conn.execute(select(jobs).where(jobs.c.id == job_id)).first()
+            row = conn.execute(_SELECT_JOB, {"p_id": job_id}).first()
             if row is None:
                 return None
             return self._with_attempts(conn, row) if with_attempts else _job(row)
 
     def _with_attempts(self, conn: Connection, row: Row[Any]) -> Job:
-        rows = conn.execute(
-            select(attempts)
-            .where(attempts.c.job_id == row._mapping["id"])
-            .order_by(attempts.c.number, attempts.c.id)
-        ).all()
+        rows = conn.execute(_SELECT_ATTEMPTS, {"p_id": row._mapping["id"]}).all()
         return _job(row, rows)
 
     def list(
@@ -286,18 +338,12 @@ class JobStore:
         limit: int = 50,
     ) -> list[Job]:
         """A page of jobs, newest first; ``before`` is the id the previous page ended at."""
-        query = select(jobs)
-        if owner is not None:
-            query = query.where(jobs.c.owner == owner)
-        if status is not None:
-            query = query.where(jobs.c.status == status)
-        if type is not None:
-            query = query.where(jobs.c.type == type)
-        if before is not None:
-            query = query.where(jobs.c.id < before)
-        query = query.order_by(jobs.c.id.desc()).limit(limit)
+        values = {"p_owner": owner, "p_status": status, "p_type": type, "p_before": before}
+        statement = _list_statement(tuple(v is not None for v in values.values()))
+        params = {k: v for k, v in values.items() if v is not None}
         with self.engine.connect() as conn:
-            return [_job(row) for row in conn.execute(query).all()]
+            rows = conn.execute(statement, {**params, "p_limit": limit}).all()
+        return [_job(row) for row in rows]
 
     def mark_enqueue_failed(self, job_id: str, detail: str) -> None:
         """The task could not be created: end the job so none stays queued without a task.
@@ -365,22 +411,20 @@ class JobStore:
         now = utcnow()
         with self.engine.begin() as conn:
             row = conn.execute(
-                update(jobs)
-                .where(jobs.c.id == job_id, _takeable(now))
-                .values(
-                    status=RUNNING,
-                    attempts=jobs.c.attempts + 1,
-                    lease_token=token,
-                    lease_expires_at=now + dt.timedelta(seconds=lease_seconds),
-                    started_at=now,
-                    updated_at=now,
-                )
-                .returning(*jobs.columns)
+                _CLAIM,
+                {
+                    "p_id": job_id,
+                    "p_now": now,
+                    "p_token": token,
+                    "p_until": now + dt.timedelta(seconds=lease_seconds),
+                },
             ).first()
             if row is not None:
                 if row._mapping["attempts"] > 1:  # a first run has no earlier attempt open
                     self._interrupt_open_attempts(conn, job_id, now)
-                conn.execute(insert(attempts).values(job_id=job_id, number=attempt, started_at=now))
+                conn.execute(
+                    _INSERT_ATTEMPT, {"job_id": job_id, "number": attempt, "started_at": now}
+                )
         if row is not None:
             # UPDATE ... RETURNING gave the claimed row; its attempt log is not needed to run.
             return Claim(True, _job(row), token)
@@ -496,9 +540,14 @@ class JobStore:
         """Store a running job's progress."""
         with self.engine.begin() as conn:
             conn.execute(
-                update(jobs)
-                .where(jobs.c.id == job_id, jobs.c.lease_token == token)
-                .values(progress=fraction, progress_message=message, updated_at=utcnow())
+                _SET_PROGRESS,
+                {
+                    "p_id": job_id,
+                    "p_token": token,
+                    "p_fraction": fraction,
+                    "p_message": message,
+                    "p_now": utcnow(),
+                },
             )
 
     def expire(self, *, finished_before: dt.datetime, batch: int = 1000) -> int:
@@ -569,7 +618,5 @@ class JobStore:
     def cancel_requested(self, job_id: str) -> bool:
         """Whether a client asked to cancel this job."""
         with self.engine.connect() as conn:
-            value = conn.execute(
-                select(jobs.c.cancel_requested).where(jobs.c.id == job_id)
-            ).scalar()
+            value = conn.execute(_SELECT_CANCEL, {"p_id": job_id}).scalar()
         return bool(value)
