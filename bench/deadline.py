@@ -33,7 +33,7 @@ __all__ = ["run"]
 
 BUDGET = 0.25
 _EXCEEDED = re.compile(r"^attempt (\d+): deadline of [\d.]+s exceeded after")
-_STARTED = re.compile(r"^attempt (\d+) of \d+ started, budget")
+_STARTED = re.compile(r"^attempt (\d+) started \(run \d+ of \d+\), budget")
 _RECORDED = re.compile(r"^(asking Cloud Tasks to retry|job \S+ failed after its last attempt)")
 _DISPATCH = re.compile(r"^dispatch \S+ attempt (\d+) -> (\d+) in ([\d.]+) ms")
 
