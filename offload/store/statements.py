@@ -1,0 +1,147 @@
+"""The store's SQL, built once, and the mapping of rows to :class:`Job` records.
+
+Building a statement and its cache key on every call cost several times what running
+it does, so the hot statements are module constants with bound parameters.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from sqlalchemy import Row, and_, bindparam, insert, or_, select, update
+
+from offload.store.models import QUEUED, RUNNING, Attempt, Job
+from offload.store.schema import attempts, jobs
+
+__all__ = [
+    "CLAIM",
+    "INSERT_ATTEMPT",
+    "SELECT_ATTEMPTS",
+    "SELECT_CANCEL",
+    "SELECT_JOB",
+    "SELECT_JOB_BY_KEY",
+    "SET_PROGRESS",
+    "job_from_row",
+    "job_from_values",
+    "list_statement",
+    "takeable",
+]
+
+
+def takeable(now: Any) -> Any:
+    """Queued, or running under a lease that ran out (its runner died)."""
+    return or_(
+        jobs.c.status == QUEUED,
+        and_(jobs.c.status == RUNNING, jobs.c.lease_expires_at < now),
+    )
+
+
+# The hot statements, built once: building a statement and its cache key on every call
+# cost several times what running it does (get(): 0.39 ms -> 0.11 ms on SQLite).
+SELECT_JOB = select(jobs).where(jobs.c.id == bindparam("p_id"))
+SELECT_JOB_BY_KEY = select(jobs).where(
+    jobs.c.owner == bindparam("p_owner"), jobs.c.idempotency_key == bindparam("p_key")
+)
+SELECT_ATTEMPTS = (
+    select(attempts)
+    .where(attempts.c.job_id == bindparam("p_id"))
+    .order_by(attempts.c.number, attempts.c.id)
+)
+SELECT_CANCEL = select(jobs.c.cancel_requested).where(jobs.c.id == bindparam("p_id"))
+SET_PROGRESS = (
+    update(jobs)
+    .where(jobs.c.id == bindparam("p_id"), jobs.c.lease_token == bindparam("p_token"))
+    .values(
+        progress=bindparam("p_fraction"),
+        progress_message=bindparam("p_message"),
+        updated_at=bindparam("p_now"),
+    )
+)
+CLAIM = (
+    update(jobs)
+    .where(jobs.c.id == bindparam("p_id"), takeable(bindparam("p_now")))
+    .values(
+        status=RUNNING,
+        attempts=jobs.c.attempts + 1,
+        lease_token=bindparam("p_token"),
+        lease_expires_at=bindparam("p_until"),
+        started_at=bindparam("p_now"),
+        updated_at=bindparam("p_now"),
+    )
+    .returning(*jobs.columns)
+)
+INSERT_ATTEMPT = insert(attempts)
+_LIST_FILTERS = (  # in the order of list()'s filter values
+    jobs.c.owner == bindparam("p_owner"),
+    jobs.c.status == bindparam("p_status"),
+    jobs.c.type == bindparam("p_type"),
+    jobs.c.id < bindparam("p_before"),
+)
+_LIST_CACHE: dict[tuple[bool, ...], Any] = {}
+
+
+def list_statement(present: tuple[bool, ...]) -> Any:
+    """The page query for one combination of filters (at most 16, each built once)."""
+    statement = _LIST_CACHE.get(present)
+    if statement is None:
+        statement = select(jobs)
+        for condition, used in zip(_LIST_FILTERS, present, strict=True):
+            if used:
+                statement = statement.where(condition)
+        statement = statement.order_by(jobs.c.id.desc()).limit(bindparam("p_limit"))
+        _LIST_CACHE[present] = statement
+    return statement
+
+
+def job_from_values(values: dict[str, Any]) -> Job:
+    """The job a just-inserted row of ``values`` describes (no read back)."""
+    defaults = {c.name: None for c in jobs.columns}
+    return _job_mapping({**defaults, **values}, ())
+
+
+def job_from_row(row: Row[Any], attempt_rows: Sequence[Row[Any]] = ()) -> Job:
+    """A job record from its row (and its attempt rows, when read)."""
+    return _job_mapping(row._mapping, attempt_rows)
+
+
+def _job_mapping(m: Mapping[Any, Any], attempt_rows: Sequence[Row[Any]]) -> Job:
+    return Job(
+        id=m["id"],
+        type=m["type"],
+        status=m["status"],
+        reason=m["reason"],
+        payload=m["payload"],
+        result=m["result"],
+        error=m["error"],
+        request_id=m["request_id"],
+        trace=m["trace"],
+        owner=m["owner"],
+        idempotency_key=m["idempotency_key"],
+        request_hash=m["request_hash"],
+        attempts=m["attempts"],
+        max_attempts=m["max_attempts"],
+        deadline_seconds=m["deadline_seconds"],
+        progress=m["progress"],
+        progress_message=m["progress_message"],
+        cancel_requested=bool(m["cancel_requested"]),
+        task_name=m["task_name"],
+        lease_token=m["lease_token"],
+        lease_expires_at=m["lease_expires_at"],
+        created_at=m["created_at"],
+        updated_at=m["updated_at"],
+        scheduled_at=m["scheduled_at"],
+        started_at=m["started_at"],
+        finished_at=m["finished_at"],
+        resubmit_of=m["resubmit_of"],
+        attempt_log=tuple(
+            Attempt(
+                number=a.number,
+                started_at=a.started_at,
+                finished_at=a.finished_at,
+                outcome=a.outcome,
+                error=a.error,
+            )
+            for a in attempt_rows
+        ),
+    )
