@@ -86,3 +86,28 @@ def test_sigkill_at_a_random_moment_loses_no_acknowledged_task(
         time.sleep(0.1)
     lost = sorted(acked - received)
     assert not lost, f"{len(lost)} acknowledged tasks never delivered: {lost[:20]}"
+
+
+def test_outcomes_written_before_a_sigkill_are_kept(
+    start_emulator: Callable[..., Emulator], handler: Handler, tmp_path: Path
+) -> None:
+    data = tmp_path / "emulator.sqlite3"
+    emu = start_emulator("--data-file", str(data))
+    queue = f"{PARENT}/queues/outcomes"
+    emu.client.create_queue(parent=PARENT, queue=tasks_v2.Queue(name=queue))
+    path = handler.path(500)  # the first attempt fails, the second succeeds
+    url = handler.url + path
+    emu.client.create_task(parent=queue, task=_task(queue, url, 1))
+    handler.wait(path, 2)
+    deadline = time.monotonic() + 10
+    while list(emu.client.list_tasks(parent=queue)) and time.monotonic() < deadline:
+        time.sleep(0.02)  # the success is recorded on the next turn of the emulator's loop
+    emu.kill()
+    again = start_emulator("--data-file", str(data))
+    assert list(again.client.list_tasks(parent=queue)) == []
+    try:
+        again.client.get_task(name=f"{queue}/tasks/t1")
+    except exceptions.NotFound as e:
+        assert "existed recently" in e.message  # the success, tombstone and all, was kept
+    else:
+        raise AssertionError("the finished task came back")
