@@ -75,14 +75,14 @@ class DeliveryLog:
             return None
         return DeliveryRecord(_delivery(row), row._mapping["job_id"], row._mapping["url"])
 
-    def pending(self, *, created_before: dt.datetime, limit: int = 100) -> list[str]:
-        """Ids of deliveries whose Cloud Task was never created (the enqueue was lost)."""
+    def pending_jobs(self, *, created_before: dt.datetime, limit: int = 100) -> list[str]:
+        """Jobs with deliveries whose Cloud Task was never created (the enqueue was lost)."""
         with self.engine.connect() as conn:
             return list(
                 conn.execute(
-                    select(deliveries.c.id)
+                    select(deliveries.c.job_id)
                     .where(deliveries.c.state == PENDING, deliveries.c.created_at < created_before)
-                    .order_by(deliveries.c.created_at)
+                    .group_by(deliveries.c.job_id)
                     .limit(limit)
                 ).scalars()
             )

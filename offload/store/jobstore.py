@@ -113,7 +113,7 @@ class JobStore:
         self.deliveries = deliverylog.DeliveryLog(self.engine)
         # Called with a job id after a transaction that finished that job commits (the
         # webhook sender enqueues the job's deliveries); see docs/ARCHITECTURE.md.
-        self.on_finish: list[Callable[[str], None]] = []
+        self.on_finish: list[Callable[[str], object]] = []
 
     @property
     def dialect(self) -> str:
