@@ -46,7 +46,9 @@ def webhook_receiver() -> Iterator[Receiver]:
                 earlier = sum(1 for r in receiver.received if r.path == self.path)
                 status = 500 if earlier < receiver.fail_first.get(self.path, 0) else 204
                 receiver.received.append(
-                    Received(self.path, {k.lower(): v for k, v in self.headers.items()}, body, status)
+                    Received(
+                        self.path, {k.lower(): v for k, v in self.headers.items()}, body, status
+                    )
                 )
             self.send_response(status)
             self.send_header("Content-Length", "0")
