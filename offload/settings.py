@@ -326,7 +326,7 @@ class Settings(BaseSettings):
         ge=1,
         description=(
             "Sends of one webhook before it is given up (`failed`); Cloud Tasks spaces them "
-            "with the queue's backoff (queue.yaml's: about an hour for 20)."
+            "with the queue's backoff (queue.yaml's: about 35 minutes for 20)."
         ),
     )
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"] = Field(
