@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import time
 
 from pydantic import BaseModel
@@ -30,3 +31,20 @@ def stubborn(ctx: JobContext, payload: Seconds) -> None:
 def stuck(ctx: JobContext, payload: Seconds) -> int:
     """Spin inside one C call (sum over a huge range): no signal handler runs meanwhile."""
     return sum(range(10**13))
+
+
+class Where(BaseModel):
+    path: str
+    seconds: float = 0.0
+
+
+@job("test.where", payload=Where, deadline_seconds=5, max_attempts=5)
+def where(ctx: JobContext, payload: Where) -> int:
+    """Sleep, then append ``<job id> <gunicorn master pid>``: where it ran, and how often."""
+    time.sleep(payload.seconds)
+    fd = os.open(payload.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+    try:
+        os.write(fd, f"{ctx.job_id} {os.getppid()}\n".encode())  # one write: lines never mix
+    finally:
+        os.close(fd)
+    return os.getppid()
