@@ -38,6 +38,35 @@ def _expire(args: argparse.Namespace) -> int:
     return 0
 
 
+def _reconcile(args: argparse.Namespace) -> int:
+    import json
+    import signal
+    import threading
+
+    from offload.enqueue import TaskQueue
+    from offload.logs import configure_logging_from
+    from offload.outbox import Reconciler
+    from offload.store import JobStore
+
+    config = load_config()
+    configure_logging_from("reconciler", config)
+    store = JobStore(config["DATABASE_URL"], pool_size=1, application_name="offload-reconciler")
+    tasks = TaskQueue(config)
+    reconciler = Reconciler(store, tasks, config)
+    try:
+        if args.every is None:
+            print(json.dumps(reconciler.run_once().as_dict()))
+            return 0
+        stop = threading.Event()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            signal.signal(sig, lambda _n, _f: stop.set())
+        reconciler.run_forever(args.every, stop)
+        return 0
+    finally:
+        tasks.close()
+        store.dispose()
+
+
 def _init_db(_args: argparse.Namespace) -> int:
     from offload.store import JobStore
 
@@ -88,6 +117,17 @@ def build_parser() -> argparse.ArgumentParser:
         "--older-than", type=int, metavar="SECONDS", help="default: OFFLOAD_JOB_RETENTION_SECONDS"
     )
     expire.set_defaults(func=_expire)
+    reconcile = jobs.add_parser(
+        "reconcile",
+        help="enqueue again every unfinished job whose Cloud Task was never created or is gone",
+    )
+    reconcile.add_argument(
+        "--every",
+        type=float,
+        metavar="SECONDS",
+        help="keep running, one pass every SECONDS (make run does this); default: one pass",
+    )
+    reconcile.set_defaults(func=_reconcile)
     keys = sub.add_parser("keys", help="API keys").add_subparsers(dest="keys", required=True)
     new = keys.add_parser("new", help="make an API key and its OFFLOAD_API_KEYS entry")
     new.add_argument("name", help="who the key is for (shown as key:NAME)")

@@ -78,6 +78,52 @@ SETTINGS: tuple[Setting, ...] = (
         "Total time budget of one CreateTask call, retries included.",
     ),
     Setting(
+        "BREAKER_FAILURE_THRESHOLD",
+        1,
+        int,
+        "Cloud Tasks calls in a row that must fail (no answer in time) before web stops "
+        "waiting on it: submits are then recorded with their wake-up pending.",
+    ),
+    Setting(
+        "BREAKER_RESET_SECONDS",
+        2.0,
+        float,
+        "How long the circuit stays open before one trial call to Cloud Tasks.",
+    ),
+    Setting(
+        "BREAKER_PROBE_TIMEOUT_SECONDS",
+        1.0,
+        float,
+        "Time budget of that trial call (a healthy Cloud Tasks answers in milliseconds).",
+    ),
+    Setting(
+        "RECONCILE_GRACE_SECONDS",
+        30.0,
+        float,
+        "A job's wake-up not yet seen in Cloud Tasks is looked for after this long (above "
+        "the enqueue budget); a dead run's task after its lease plus this.",
+    ),
+    Setting(
+        "RECONCILE_RECHECK_SECONDS",
+        60.0,
+        float,
+        "How often the reconciler checks that a queued job's task is still in Cloud Tasks.",
+    ),
+    Setting(
+        "RECONCILE_INTERVAL_SECONDS",
+        5.0,
+        float,
+        "`make run`: seconds between two reconciler passes (production: cron.yaml).",
+    ),
+    Setting("RECONCILE_BATCH", 1000, int, "Most jobs one reconciler pass looks at."),
+    Setting(
+        "STORE_RETRY_SECONDS",
+        10.0,
+        float,
+        "How long the worker retries a store call on a fresh connection when the store "
+        "connection drops (claim, reads, the final write).",
+    ),
+    Setting(
         "DISPATCH_MARGIN_SECONDS",
         15.0,
         float,

@@ -1,4 +1,4 @@
-"""``offload run``: the whole system on one machine (emulator, web, worker).
+"""``offload run``: the whole system on one machine (emulator, web, worker, reconciler).
 
 Each process's lines are printed with its name in front; Ctrl-C (or SIGTERM) stops all
 three and waits for them, and if one of them dies the others are stopped too.
@@ -20,7 +20,12 @@ from offload.logs import parse_line
 
 __all__ = ["ProcessSpec", "Supervisor", "local_processes", "render_line"]
 
-_COLOURS = {"emulator": "\033[35m", "web": "\033[36m", "worker": "\033[33m"}
+_COLOURS = {
+    "emulator": "\033[35m",
+    "web": "\033[36m",
+    "worker": "\033[33m",
+    "reconciler": "\033[32m",
+}
 
 
 @dataclass(frozen=True)
@@ -82,6 +87,15 @@ def local_processes(config: Mapping[str, Any]) -> list[ProcessSpec]:
                 "--workers", str(config["WORKER_PROCESSES"]),
                 "--timeout", str(config["WORKER_TIMEOUT_SECONDS"]),
                 "worker.main:app",
+            ],
+            shared_env,
+        ),
+        # The reconciler, as cron.yaml runs it on App Engine, only more often.
+        ProcessSpec(
+            "reconciler",
+            [
+                py, "-m", "offload.cli", "jobs", "reconcile",
+                "--every", str(config["RECONCILE_INTERVAL_SECONDS"]),
             ],
             shared_env,
         ),

@@ -27,7 +27,12 @@ def base_app(import_name: str, service: str, overrides: Mapping[str, Any] | None
     app.json.sort_keys = False  # type: ignore[attr-defined]
     load_job_modules(m.strip() for m in str(config["JOB_MODULES"]).split(","))
 
-    store = JobStore(config["DATABASE_URL"], pool_size=config["DATABASE_POOL_SIZE"])
+    store = JobStore(
+        config["DATABASE_URL"],
+        pool_size=config["DATABASE_POOL_SIZE"],
+        retry_seconds=float(config["STORE_RETRY_SECONDS"]),
+        application_name=f"offload-{service}",
+    )
     store.create_schema()
     app.extensions["offload.store"] = store
 

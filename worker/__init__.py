@@ -7,7 +7,7 @@ from typing import Any
 
 from flask import Flask, Response, jsonify
 
-from offload.enqueue import dispatch_deadline_for
+from offload.enqueue import TaskQueue, dispatch_deadline_for
 from offload.errors import ConfigError
 from offload.flaskapp import base_app
 from offload.registry import job_types
@@ -60,6 +60,8 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
     app = base_app(__name__, "worker", config)
     check_timeouts(app.config)
     app.extensions["offload.auth"] = make_authenticator(app.config)
+    # Continuations and the reconciler's cron route create tasks too.
+    app.extensions["offload.tasks"] = TaskQueue(app.config)
     app.register_blueprint(tasks.bp)
     app.register_blueprint(cron.bp)
 

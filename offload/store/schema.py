@@ -82,6 +82,14 @@ jobs = Table(
     Column("started_at", UTCDateTime),
     Column("finished_at", UTCDateTime),
     Column("resubmit_of", String(26)),
+    # The outbox (docs/ARCHITECTURE.md, "Outbox and reconciler"): the job's wake-up, kept
+    # on its own row so that recording a job and its wake-up is one INSERT.
+    # wakeup: enqueuing (web is creating the task), pending (not in Cloud Tasks: the
+    # reconciler creates it), enqueued (seen in Cloud Tasks). wakeup_number is the
+    # number in the task's name; wakeup_due_at when the reconciler should look again.
+    Column("wakeup", String(16)),
+    Column("wakeup_number", Integer, nullable=False, default=0),
+    Column("wakeup_due_at", UTCDateTime),
     # An idempotency key is the client's: two clients may use the same one.
     UniqueConstraint("owner", "idempotency_key", name="uq_offload_jobs_owner_key"),
     # Lists page newest first by id (ids are time-ordered), filtered by status or type,
@@ -91,6 +99,8 @@ jobs = Table(
     Index("ix_offload_jobs_owner_status_id", "owner", "status", "id"),
     # Expiry finds finished jobs by age.
     Index("ix_offload_jobs_finished_at", "finished_at"),
+    # The reconciler finds queued jobs whose wake-up is due for a look.
+    Index("ix_offload_jobs_status_wakeup_due", "status", "wakeup_due_at"),
 )
 
 attempts = Table(

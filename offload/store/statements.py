@@ -134,6 +134,8 @@ def _job_mapping(m: Mapping[Any, Any], attempt_rows: Sequence[Row[Any]]) -> Job:
         started_at=m["started_at"],
         finished_at=m["finished_at"],
         resubmit_of=m["resubmit_of"],
+        wakeup=m["wakeup"],
+        wakeup_number=m["wakeup_number"] or 0,
         attempt_log=tuple(
             Attempt(
                 number=a.number,
