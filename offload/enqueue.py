@@ -10,6 +10,7 @@ from __future__ import annotations
 import datetime as dt
 import json
 import logging
+import threading
 from collections.abc import Mapping
 from typing import Any
 
@@ -175,9 +176,21 @@ class TaskQueue:
         state = self.breaker.allow()
         if state is None:
             raise CloudTasksUnavailableError("Cloud Tasks is unreachable (circuit open)")
-        # A trial call after an outage gets a short timeout: a healthy Cloud Tasks answers
-        # in milliseconds, and a dead one must not hold this request for the whole budget.
-        timeout = self.probe_timeout if state == HALF_OPEN else self.timeout
+        if state == HALF_OPEN:
+            # The trial after an outage runs in the background with a short timeout, so no
+            # request waits on a Cloud Tasks that may still be dead; this caller's work is
+            # left to the reconciler (if the trial made its task, that is ALREADY_EXISTS).
+            threading.Thread(
+                target=self._attempt,
+                args=(method, self.probe_timeout),
+                kwargs=kwargs,
+                name="offload-breaker-trial",
+                daemon=True,
+            ).start()
+            raise CloudTasksUnavailableError("Cloud Tasks was unreachable; trying it again")
+        return self._attempt(method, self.timeout, **kwargs)
+
+    def _attempt(self, method: Any, timeout: float, **kwargs: Any) -> Any:
         retry = self._retry.with_timeout(timeout)
         try:
             result = method(retry=retry, timeout=timeout, **kwargs)

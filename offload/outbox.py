@@ -72,6 +72,9 @@ class Reconciler:
     def run_once(self) -> ReconcileReport:
         """Look at every due wake-up (up to the batch size) and at runs that died."""
         report = ReconcileReport()
+        if self.tasks.breaker.is_open():  # Cloud Tasks is down: nothing to do until it is back
+            report.stopped = True
+            return report
         now = utcnow()
         dead_before = now - dt.timedelta(seconds=self.grace)
         try:
