@@ -33,7 +33,7 @@ def base_app(import_name: str, service: str, overrides: Mapping[str, Any] | None
         retry_seconds=float(config["STORE_RETRY_SECONDS"]),
         application_name=f"offload-{service}",
     )
-    store.create_schema()
+    store.check_schema()
     app.extensions["offload.store"] = store
 
     requestctx.init_app(app)

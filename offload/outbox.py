@@ -101,7 +101,7 @@ class Reconciler:
             try:
                 if job.status == QUEUED and job.wakeup == WAKEUP_PENDING:
                     self._enqueue(job, report)
-                elif self.tasks.exists(job.task_name or self._task_name(job, job.wakeup_number)):
+                elif self.tasks.exists(current := job.task_name or self._task_name(job, 0)):
                     if job.status == QUEUED:
                         self._confirm(job)
                         report.confirmed += 1
@@ -111,6 +111,7 @@ class Reconciler:
                         number=job.wakeup_number,
                         task_name=self._task_name(job, job.wakeup_number + 1),
                         now=utcnow(),
+                        gone_task=current,
                         lease_expired_before=dead_before,
                     )
                     if renewed is not None:

@@ -23,7 +23,14 @@ from sqlalchemy import (
     UniqueConstraint,
 )
 
-__all__ = ["attempts", "jobs", "metadata"]
+__all__ = ["SCHEMA_REVISION", "VERSION_TABLE", "attempts", "jobs", "metadata"]
+
+# The newest migration (offload/store/migrations/versions/): services refuse to serve on
+# a database behind it. Revisions are numbered, so "behind" is a comparison; a test
+# checks that this is the migrations' head and that the tables below match them.
+SCHEMA_REVISION = "0002"
+# Alembic's version table, with the project's prefix (the database may be shared).
+VERSION_TABLE = "offload_schema_version"
 
 
 class UTCDateTime(TypeDecorator[dt.datetime]):
@@ -88,7 +95,7 @@ jobs = Table(
     # reconciler creates it), enqueued (seen in Cloud Tasks). wakeup_number is the
     # number in the task's name; wakeup_due_at when the reconciler should look again.
     Column("wakeup", String(16)),
-    Column("wakeup_number", Integer, nullable=False, default=0),
+    Column("wakeup_number", Integer, nullable=False, default=0, server_default="0"),
     Column("wakeup_due_at", UTCDateTime),
     # An idempotency key is the client's: two clients may use the same one.
     UniqueConstraint("owner", "idempotency_key", name="uq_offload_jobs_owner_key"),

@@ -68,17 +68,21 @@ class WakeupStore:
         number: int,
         task_name: str,
         now: dt.datetime,
+        gone_task: str | None = None,
         lease_expired_before: dt.datetime | None = None,
     ) -> Job | None:
         """Wake-up ``number`` vanished from Cloud Tasks: make ``number + 1``, pending.
 
-        Only if the job is still unfinished and nobody renewed it meanwhile; a running job
+        Only if the job is still unfinished and nobody gave it another task meanwhile (a
+        renewal, a continuation: ``gone_task`` is the one found missing); a running job
         only while its runner's lease is still expired (``lease_expired_before``).
         """
         if lease_expired_before is None:
             still: Any = jobs.c.status == QUEUED
         else:
             still = (jobs.c.status == RUNNING) & (jobs.c.lease_expires_at < lease_expired_before)
+        if gone_task is not None:
+            still = still & (jobs.c.task_name == gone_task)
         with self.engine.begin() as conn:
             row = conn.execute(
                 update(jobs)
