@@ -46,7 +46,8 @@ def _problems(*codes: int) -> dict[str, Any]:
         413: "Body or payload too large",
         415: "Not JSON",
         422: "Validation failed (see errors)",
-        503: "The queue did not accept the job; retry after Retry-After",
+        503: "The job store could not record the job; nothing was recorded, retry after "
+        "Retry-After (an unreachable Cloud Tasks is no error: the job is accepted, pending)",
     }
     return {
         str(c): {"description": titles[c], "content": _PROBLEM, "headers": _HEADERS} for c in codes
