@@ -13,6 +13,7 @@ __all__ = [
     "ConfigError",
     "DeadlineExceededError",
     "EnqueueError",
+    "EnvelopeError",
     "JobError",
     "OffloadError",
     "PermanentError",
@@ -39,6 +40,10 @@ class EnqueueError(OffloadError):
 
 class CloudTasksUnavailableError(EnqueueError):
     """Cloud Tasks did not answer in time, or is known to be down (the circuit is open)."""
+
+
+class EnvelopeError(OffloadError):
+    """A task's body is not an envelope Offload wrote; the push is dropped (never retried)."""
 
 
 class JobError(OffloadError):

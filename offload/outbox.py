@@ -13,7 +13,6 @@ import datetime as dt
 import logging
 import os
 import threading
-from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -21,6 +20,7 @@ from offload.enqueue import TaskEnvelope, TaskQueue
 from offload.errors import EnqueueError, OffloadError
 from offload.ids import task_id_for
 from offload.logs import log_context
+from offload.settings import Settings
 from offload.store import QUEUED, Job, JobStore, utcnow
 from offload.store.models import WAKEUP_PENDING
 
@@ -62,12 +62,12 @@ class ReconcileReport:
 class Reconciler:
     """One pass finds and fixes forgotten wake-ups; :meth:`run_forever` repeats it."""
 
-    def __init__(self, store: JobStore, tasks: TaskQueue, config: Mapping[str, Any]) -> None:
+    def __init__(self, store: JobStore, tasks: TaskQueue, settings: Settings) -> None:
         self.store = store
         self.tasks = tasks
-        self.grace = float(config["RECONCILE_GRACE_SECONDS"])
-        self.recheck = float(config["RECONCILE_RECHECK_SECONDS"])
-        self.batch = int(config["RECONCILE_BATCH"])
+        self.grace = settings.reconcile_grace_seconds
+        self.recheck = settings.reconcile_recheck_seconds
+        self.batch = settings.reconcile_batch
 
     def run_once(self) -> ReconcileReport:
         """Look at every due wake-up (up to the batch size) and at runs that died."""

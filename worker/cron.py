@@ -8,7 +8,7 @@ import logging
 from flask import Blueprint, Response, current_app, jsonify, request
 
 from offload.enqueue import TaskQueue
-from offload.flaskapp import get_store
+from offload.flaskapp import get_settings, get_store
 from offload.housekeeping import expire_finished
 from offload.outbox import Reconciler
 from offload.problems import problem_response
@@ -41,7 +41,7 @@ def reconcile() -> Response:
     if not _from_scheduler():
         return _refused()
     tasks: TaskQueue = current_app.extensions["offload.tasks"]
-    report = Reconciler(get_store(current_app), tasks, current_app.config).run_once()
+    report = Reconciler(get_store(current_app), tasks, get_settings(current_app)).run_once()
     return jsonify(report.as_dict())
 
 
@@ -50,10 +50,8 @@ def expire() -> Response:
     """Expire old finished jobs; only App Engine cron or a verified scheduler token may call."""
     if not _from_scheduler():
         return _refused()
-    count = expire_finished(
-        get_store(current_app), int(current_app.config["JOB_RETENTION_SECONDS"])
-    )
-    cutoff = utcnow() - dt.timedelta(seconds=int(current_app.config["STALE_RUN_SECONDS"]))
+    count = expire_finished(get_store(current_app), get_settings(current_app).job_retention_seconds)
+    cutoff = utcnow() - dt.timedelta(seconds=get_settings(current_app).stale_run_seconds)
     reaped = get_store(current_app).reap(lease_expired_before=cutoff)
     if reaped:
         log.warning("%d jobs whose runner died were left running: failed as interrupted", reaped)
