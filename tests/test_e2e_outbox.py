@@ -148,7 +148,7 @@ def test_a_job_recorded_with_no_task_gets_one_from_the_reconciler(
                 request_id="req-orphan",
                 trace=None,
                 max_attempts=3,
-                deadline_seconds=30,
+                deadline_seconds=10,
                 task_name=stack_task_name(job_id),
                 wakeup_grace_seconds=0,
             )

@@ -38,7 +38,7 @@ class Mark(BaseModel):
     gate: str | None = None
 
 
-@job("test.mark", payload=Mark, deadline_seconds=30, max_attempts=3)
+@job("test.mark", payload=Mark, deadline_seconds=10, max_attempts=3)
 def mark(ctx: JobContext, payload: Mark) -> dict[str, bool]:
     """Append the job's id to a file each time its body runs, then wait for the gate file.
 
