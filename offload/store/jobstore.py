@@ -11,7 +11,8 @@ from __future__ import annotations
 import datetime as dt
 import logging
 import secrets
-from dataclasses import dataclass
+from collections.abc import Callable
+from dataclasses import dataclass, replace
 from typing import Any
 
 from sqlalchemy import (
@@ -26,6 +27,8 @@ from sqlalchemy import (
 from sqlalchemy.exc import IntegrityError, OperationalError, ProgrammingError, SQLAlchemyError
 
 from offload.errors import StoreError
+from offload.store import deliveries as deliverylog
+from offload.store import events
 from offload.store.engine import engine_for
 from offload.store.models import (
     CANCELLED,
@@ -85,6 +88,7 @@ class NewJob:
     # pending: it will not (Cloud Tasks is down), the reconciler creates it.
     wakeup: str = WAKEUP_ENQUEUING
     wakeup_grace_seconds: float = 30.0
+    notify_url: str | None = None
 
 
 @dataclass(frozen=True)
@@ -121,6 +125,11 @@ class JobStore(WakeupStore):
             raise StoreError(f"cannot open job store: {e}") from e
         # How long the worker's calls retry on a fresh connection (docs: STORE_RETRY_SECONDS).
         self.retry_seconds = retry_seconds
+        self.events = events.EventLog(self.engine)
+        self.deliveries = deliverylog.DeliveryLog(self.engine)
+        # Called with a job id after a transaction that finished that job commits (the
+        # webhook sender enqueues the job's deliveries); see docs/ARCHITECTURE.md.
+        self.on_finish: list[Callable[[str], object]] = []
 
     @property
     def dialect(self) -> str:
@@ -191,10 +200,12 @@ class JobStore(WakeupStore):
             "created_at": now,
             "updated_at": now,
             "scheduled_at": new.scheduled_at,
+            "notify_url": new.notify_url,
         }
         try:
             with self.engine.begin() as conn:
                 conn.execute(insert(jobs).values(**values))
+                events.append(conn, new.id, events.STATUS, {"status": QUEUED}, now)
         except IntegrityError:
             if new.idempotency_key is None:
                 raise
@@ -225,7 +236,18 @@ class JobStore(WakeupStore):
 
     def _with_attempts(self, conn: Connection, row: Row[Any]) -> Job:
         rows = conn.execute(SELECT_ATTEMPTS, {"p_id": row._mapping["id"]}).all()
-        return job_from_row(row, rows)
+        job = job_from_row(row, rows)
+        if job.notify_url:
+            job = replace(job, deliveries=deliverylog.for_job(conn, job.id))
+        return job
+
+    def _finished(self, job_id: str) -> None:
+        """Run the on-finish hooks; a failing hook is logged, the finish stands."""
+        for hook in self.on_finish:
+            try:
+                hook(job_id)
+            except Exception:
+                log.exception("on-finish hook failed for job %s", job_id)
 
     def list(
         self,
@@ -251,11 +273,13 @@ class JobStore(WakeupStore):
         """
         now = utcnow()
         with self.engine.begin() as conn:
-            conn.execute(
+            changed = conn.execute(
                 update(jobs)
                 .where(jobs.c.id == job_id, jobs.c.wakeup == WAKEUP_ENQUEUING)
                 .values(wakeup=WAKEUP_PENDING, wakeup_due_at=now)
-            )
+            ).rowcount
+            if changed:
+                events.after_change(conn, job_id, now)
 
     def cancel(self, job_id: str) -> CancelOutcome | None:
         """Cancel a queued job, or ask a running one to stop; None for an unknown id."""
@@ -279,6 +303,10 @@ class JobStore(WakeupStore):
                         .where(jobs.c.id == job_id, jobs.c.status == RUNNING)
                         .values(cancel_requested=True, updated_at=now)
                     ).rowcount
+                if done or asked:
+                    events.after_change(conn, job_id, now)
+            if done:
+                self._finished(job_id)
             job = self.get(job_id)
             if job is None:
                 return None
@@ -327,6 +355,7 @@ class JobStore(WakeupStore):
                     conn.execute(
                         INSERT_ATTEMPT, {"job_id": job_id, "number": attempt, "started_at": now}
                     )
+                    events.claimed(conn, row._mapping, attempt, now)
                 return row
 
         row = retrying(take, what=f"claiming job {job_id}", budget=self.retry_seconds)
@@ -407,6 +436,7 @@ class JobStore(WakeupStore):
                             error=None if attempt_error is None else attempt_error.get("message"),
                         )
                     )
+                    events.after_change(conn, job_id, now, attempt_outcome=outcome)
                 elif tried[0]:
                     # An earlier try may have committed before its connection dropped.
                     row = conn.execute(
@@ -416,13 +446,19 @@ class JobStore(WakeupStore):
                 tried[0] = True
             return bool(changed)
 
+        def write_and_tell() -> bool:
+            changed = write()
+            if changed and values["status"] in FINISHED:
+                self._finished(job_id)
+            return changed
+
         what = f"recording the {outcome} of job {job_id}"
         try:
-            return retrying(write, what=what, budget=self.retry_seconds)
+            return retrying(write_and_tell, what=what, budget=self.retry_seconds)
         except StoreError:
             # Still unreachable: keep trying in the background so the job is recorded (and
             # its lease released) as soon as the store is back, not when the lease ends.
-            write_behind(write, what=what, give_up_after=900.0)
+            write_behind(write_and_tell, what=what, give_up_after=900.0)
             raise
 
     def fail_unclaimed(self, job_id: str, *, reason: str, error: dict[str, Any]) -> bool:
@@ -457,6 +493,9 @@ class JobStore(WakeupStore):
             ).rowcount
             if changed:
                 self._interrupt_open_attempts(conn, job_id, now)
+                events.after_change(conn, job_id, now)
+        if changed:
+            self._finished(job_id)
         return bool(changed)
 
     @staticmethod
@@ -473,17 +512,21 @@ class JobStore(WakeupStore):
 
     def set_progress(self, job_id: str, token: str, fraction: float, message: str | None) -> None:
         """Store a running job's progress."""
+        now = utcnow()
         with self.engine.begin() as conn:
-            conn.execute(
+            changed = conn.execute(
                 SET_PROGRESS,
                 {
                     "p_id": job_id,
                     "p_token": token,
                     "p_fraction": fraction,
                     "p_message": message,
-                    "p_now": utcnow(),
+                    "p_now": now,
                 },
-            )
+            ).rowcount
+            if changed:
+                data = {"fraction": fraction, "message": message}
+                events.append(conn, job_id, events.PROGRESS, data, now)
 
     def expire(self, *, finished_before: dt.datetime, batch: int = 1000) -> int:
         """Delete finished jobs (and their attempts) that ended before ``finished_before``.
@@ -506,6 +549,7 @@ class JobStore(WakeupStore):
                 if not ids:
                     return total
                 conn.execute(delete(attempts).where(attempts.c.job_id.in_(ids)))
+                events.delete_for(conn, ids)
                 total += conn.execute(delete(jobs).where(jobs.c.id.in_(ids))).rowcount
 
     def reap(self, *, lease_expired_before: dt.datetime) -> int:
@@ -527,7 +571,7 @@ class JobStore(WakeupStore):
                 self._interrupt_open_attempts(conn, job_id, now)
             if not ids:
                 return 0
-            return int(
+            reaped = list(
                 conn.execute(
                     update(jobs)
                     .where(
@@ -547,8 +591,14 @@ class JobStore(WakeupStore):
                         lease_token=None,
                         lease_expires_at=None,
                     )
-                ).rowcount
+                    .returning(jobs.c.id)
+                ).scalars()
             )
+            for job_id in reaped:
+                events.after_change(conn, job_id, now)
+        for job_id in reaped:
+            self._finished(job_id)
+        return len(reaped)
 
     def cancel_requested(self, job_id: str) -> bool:
         """Whether a client asked to cancel this job."""

@@ -13,6 +13,7 @@ __all__ = [
     "WAKEUP_ENQUEUING",
     "WAKEUP_PENDING",
     "Attempt",
+    "Delivery",
     "Job",
 ]
 
@@ -58,6 +59,33 @@ class Attempt:
 
 
 @dataclass(frozen=True)
+class Delivery:
+    """One webhook delivery of a finished job."""
+
+    id: str
+    event: str
+    state: str
+    attempts: int
+    last_status: int | None
+    last_error: str | None
+    created_at: dt.datetime
+    delivered_at: dt.datetime | None
+
+    def to_resource(self) -> dict[str, Any]:
+        """The delivery as the API shows it."""
+        return {
+            "id": self.id,
+            "event": self.event,
+            "state": self.state,
+            "attempts": self.attempts,
+            "last_status": self.last_status,
+            "last_error": self.last_error,
+            "created_at": _iso(self.created_at),
+            "delivered_at": _iso(self.delivered_at),
+        }
+
+
+@dataclass(frozen=True)
 class Job:
     """A job as stored."""
 
@@ -91,6 +119,9 @@ class Job:
     wakeup: str | None = None
     wakeup_number: int = 0
     attempt_log: tuple[Attempt, ...] = field(default=())
+    first_started_at: dt.datetime | None = None
+    notify_url: str | None = None
+    deliveries: tuple[Delivery, ...] = field(default=())
 
     @property
     def finished(self) -> bool:
@@ -132,7 +163,16 @@ class Job:
             "created_at": _iso(self.created_at),
             "updated_at": _iso(self.updated_at),
             "scheduled_at": _iso(self.scheduled_at),
+            "first_started_at": _iso(self.first_started_at),
             "started_at": _iso(self.started_at),
             "finished_at": _iso(self.finished_at),
+            "notify": (
+                None
+                if self.notify_url is None
+                else {
+                    "url": self.notify_url,
+                    "deliveries": [d.to_resource() for d in self.deliveries],
+                }
+            ),
             "attempt_log": [a.to_resource() for a in self.attempt_log],
         }
