@@ -89,6 +89,8 @@ class _Watch:
         if isinstance(data.get("status"), str):
             changes["status"] = data["status"]
             changes["reason"] = data.get("reason", self.job.reason)
+        if isinstance(data.get("cancel_requested"), bool):
+            changes["cancel_requested"] = data["cancel_requested"]
         if isinstance(data.get("attempts"), int):
             changes["attempts"] = data["attempts"]
         elif sse.event == "attempt" and isinstance(data.get("number"), int):
