@@ -6,7 +6,9 @@ Start each service with ``--name web`` or ``--name worker``; the name labels its
 import os
 
 # Deadlines are raised by SIGALRM, which only reaches a process's main thread:
-# sync workers handle one request at a time, in their main thread.
+# the worker's sync processes handle one request at a time, in their main thread.
+# web passes --threads (gthread) on its command line: its long-polls and event
+# streams wait in threads, so they do not hold up submits.
 worker_class = "sync"
 threads = 1
 # The app writes one access line per request (with httpRequest) itself.

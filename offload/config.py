@@ -38,6 +38,13 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("WEB_PROCESSES", 4, int, "`make run`: gunicorn worker processes of web."),
     Setting("WORKER_PROCESSES", 2, int, "`make run`: gunicorn worker processes of worker."),
     Setting(
+        "WEB_THREADS",
+        64,
+        int,
+        "`make run`: threads per web process (gthread), so open event streams and "
+        "long-polls do not hold up submits.",
+    ),
+    Setting(
         "EMULATOR_DATA_FILE",
         "var/emulator-data.json",
         str,
@@ -176,6 +183,46 @@ SETTINGS: tuple[Setting, ...] = (
         int,
         "The worker's cron route fails a job still `running` this long after its runner's "
         "lease ran out (Cloud Tasks stopped retrying it).",
+    ),
+    Setting(
+        "EVENTS_POLL_SECONDS",
+        0.2,
+        float,
+        "How often each web process looks for new job events while requests wait on them "
+        "(one query per process, whatever the number of waiters).",
+    ),
+    Setting(
+        "EVENTS_KEEPALIVE_SECONDS",
+        15.0,
+        float,
+        "Seconds between keep-alive comments on an idle event stream.",
+    ),
+    Setting(
+        "STREAM_MAX_SECONDS",
+        280.0,
+        float,
+        "Longest an event stream stays open (below the platform's request timeout: "
+        "Cloud Run's default 300 s); the client resumes with Last-Event-ID.",
+    ),
+    Setting(
+        "WEBHOOK_SECRET",
+        "",
+        str,
+        "Signing secret of webhooks, `whsec_` + base64 (Standard Webhooks); empty = "
+        "submissions with `notify` are refused. Keep it in Secret Manager.",
+    ),
+    Setting(
+        "WEBHOOK_TIMEOUT_SECONDS",
+        10.0,
+        float,
+        "Time budget of one webhook POST (connect and answer).",
+    ),
+    Setting(
+        "WEBHOOK_MAX_ATTEMPTS",
+        8,
+        int,
+        "Sends of one webhook before it is given up (`failed`); Cloud Tasks spaces them "
+        "with the queue's backoff.",
     ),
     Setting("LOG_LEVEL", "INFO", str, "Lowest severity logged."),
     Setting("LOG_DIR", "var/log", str, "Folder for local JSON log files; empty = stdout only."),

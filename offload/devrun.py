@@ -69,6 +69,7 @@ def local_processes(config: Mapping[str, Any]) -> list[ProcessSpec]:
                 *gunicorn, "--name", "web",
                 "--bind", f"{host}:{config['WEB_PORT']}",
                 "--workers", str(config["WEB_PROCESSES"]),
+                "--threads", str(config["WEB_THREADS"]),
                 "--timeout", "30",
                 "web.main:app",
             ],

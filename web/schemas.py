@@ -8,10 +8,23 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from offload.store import STATUSES
 
-__all__ = ["ListQuery", "SubmitJob"]
+__all__ = ["ListQuery", "Notify", "SubmitJob"]
 
 # Cloud Tasks accepts a schedule_time at most 30 days ahead.
 MAX_DELAY_SECONDS = 30 * 24 * 3600
+
+
+class Notify(BaseModel):
+    """Where to POST a signed webhook when the job finishes."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    url: str = Field(
+        min_length=1,
+        max_length=2048,
+        description="https URL (http and loopback are allowed only when not hosted); "
+        "hosted, its host must resolve to public addresses only.",
+    )
 
 
 class SubmitJob(BaseModel):
@@ -26,6 +39,9 @@ class SubmitJob(BaseModel):
     )
     deadline_seconds: float | None = Field(
         default=None, gt=0, description="A tighter time budget than the job type's own."
+    )
+    notify: Notify | None = Field(
+        default=None, description="A webhook to call when the job finishes."
     )
 
 
