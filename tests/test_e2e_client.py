@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import json
 import secrets
 import subprocess
 import sys
 import threading
+import time
 from collections.abc import Iterator
 
 import httpx
@@ -161,3 +163,21 @@ def test_the_same_lost_answer_without_an_idempotency_key_would_make_two_jobs(sta
     with Client(stack.web_url) as direct:
         same = [j for j in direct.list(type="demo.echo") if j.payload.get("marker") == marker]
     assert len(same) == 2
+
+
+def test_wait_follows_the_live_event_stream_not_polls(stack: Stack, client: Client) -> None:
+    job = client.submit("demo.sleep", {"seconds": 2})
+    reports: list[tuple[float, Job]] = []
+    done = client.wait(job.id, 60, lambda j: reports.append((time.monotonic(), j)))
+    assert done.status == "succeeded"
+    finished_at = reports[-1][0]
+    halfway = [t for t, j in reports if j.progress and 0 < j.progress.fraction < 1]
+    # Progress arrived while the job ran (a buffered stream would deliver it all at the end).
+    assert halfway and finished_at - halfway[0] > 0.5, reports
+    access = [
+        json.loads(line)["message"]
+        for line in (stack.log_dir / "web.log").read_text().splitlines()
+        if f"/jobs/{job.id}" in line and "httpRequest" in line
+    ]
+    assert access.count(f"GET /jobs/{job.id}/events 200") == 1, access
+    assert access.count(f"GET /jobs/{job.id} 200") == 1, access  # the first look, no polls

@@ -44,7 +44,6 @@ class _Watch:
         self.deadline = deadline
         self._report = report
         self._seen: tuple[Any, ...] | None = None
-        self.update(job)
 
     def remaining(self) -> float | None:
         return None if self.deadline is None else self.deadline - time.monotonic()
@@ -117,6 +116,9 @@ def _stream(client: Client, job_id: str, watch: _Watch) -> Job | None:
     """Follow the event stream to the ``finished`` event; None if the service has none."""
     last_event_id: str | None = None
     failures = 0
+    # The stream replays the job's history from its first event: start from no progress,
+    # so on_progress sees queued, running, progress in order, never a step back.
+    watch.job = dataclasses.replace(watch.job, progress=None)
     while True:
         headers = {"Accept": "text/event-stream", "Cache-Control": "no-store"}
         if last_event_id is not None:
