@@ -148,8 +148,7 @@ def init_app(app: Flask) -> None:
                     "requestSize": str(request.content_length or 0),
                     # Never for a stream: computing its length would buffer it whole.
                     "responseSize": str(
-                        (None if response.is_streamed else response.calculate_content_length())
-                        or 0
+                        (None if response.is_streamed else response.calculate_content_length()) or 0
                     ),
                     "protocol": request.environ.get("SERVER_PROTOCOL"),
                 },
