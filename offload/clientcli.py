@@ -191,7 +191,8 @@ def _describe(job: Job) -> list[str]:
         f"progress  {progress}",
         f"attempts  {job.attempts} of {job.max_attempts}",
         f"created   {_when(job, 'created_at')}",
-        f"started   {_when(job, 'started_at')}",
+        f"started   {_when(job, 'first_started_at')} (first run), "
+        f"{_when(job, 'started_at')} (last run)",
         f"finished  {_when(job, 'finished_at')}",
         f"request   {job.request_id or '-'}",
     ]
@@ -309,6 +310,13 @@ def _wait(client: Client, job: Job, args: argparse.Namespace) -> int:
     elif final.status == "succeeded":
         _out(_dump(final.result))
     else:
-        why = f": {final.error.type}: {final.error.message}" if final.error else ""
+        error = final.error
+        why = ""
+        if error is not None:
+            why = (
+                f": {error.message}"
+                if error.type == final.reason
+                else f": {error.type}: {error.message}"
+            )
         _err(f"job {final.id} {final.status} ({final.reason or 'no reason given'}){why}")
     return _BY_STATUS.get(final.status, EXIT_API_ERROR)

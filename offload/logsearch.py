@@ -22,6 +22,7 @@ from offload.config import load_config
 from offload.ids import is_job_id
 from offload.logs import LABELS, TRACE, parse_line
 from offload.requestctx import is_valid_request_id
+from offload.termtext import escape
 
 __all__ = [
     "LocalTail",
@@ -184,9 +185,11 @@ def format_entry(entry: dict[str, Any]) -> str:
     labels = entry.get(LABELS) or {}
     tags = "".join(f"{k}={labels[k]} " for k in ("job_id", "attempt") if labels.get(k))
     message = str(entry.get("message", "")).replace("\n", "\n    ")
-    return (
+    # Messages quote what clients and jobs sent (error texts): never raw control characters.
+    return escape(
         f"{entry.get('time', '?')} {labels.get('service', '?'):8} "
-        f"{entry.get('severity', '?'):7} {tags}{message}"
+        f"{entry.get('severity', '?'):7} {tags}{message}",
+        keep_newlines=True,
     )
 
 

@@ -15,6 +15,11 @@ def _percent(job: Job) -> str:
     return f"{job.progress.fraction * 100:3.0f}%" if job.progress is not None else "   -"
 
 
+def _status(job: Job) -> str:
+    # A retried job says which attempt it is on; a first attempt needs no mention.
+    return escape(job.status) + (f", attempt {job.attempts}" if job.attempts > 1 else "")
+
+
 def _message(job: Job) -> str:
     return escape(job.progress.message) if job.progress and job.progress.message else ""
 
@@ -28,6 +33,7 @@ class ProgressView:
         self.live = stream.isatty() if live is None else live
         self._progress = None
         self._task = None
+        self._last_line = ""
         if self.live:
             from rich.console import Console
             from rich.progress import (
@@ -39,20 +45,22 @@ class ProgressView:
                 TimeElapsedColumn,
             )
 
+            console = Console(file=stream, highlight=False)
+            console.print(escape(f"job {job.id} ({job.type})"), markup=False)
             # markup=False: a job's message is data; "[red]" in it must print as written.
             self._progress = Progress(
                 SpinnerColumn(),
                 TextColumn("{task.description}", markup=False),
                 TextColumn("{task.fields[status]}", markup=False),
-                BarColumn(),
+                BarColumn(bar_width=24),
                 TaskProgressColumn(),
                 TimeElapsedColumn(),
                 TextColumn("{task.fields[message]}", markup=False),
-                console=Console(file=stream, highlight=False),
+                console=console,
                 transient=False,
             )
             self._task = self._progress.add_task(
-                escape(f"{job.type} {job.id}"), total=None, status="", message=""
+                escape(job.type), total=None, status="", message=""
             )
             self._progress.start()
         self.update(job)
@@ -66,14 +74,16 @@ class ProgressView:
                 self._task,
                 total=None if fraction is None else 1.0,
                 completed=fraction or 0.0,
-                status=escape(job.status),
+                status=_status(job),
                 message=_message(job),
             )
             return
+        shown = f"{escape(job.id)} {_status(job):20} {_percent(job)} {_message(job)}"
+        if shown == self._last_line:
+            return  # a change the line does not show (an attempt number, say)
+        self._last_line = shown
         elapsed = time.monotonic() - self.started
-        line = f"{elapsed:6.1f}s {escape(job.id)} {escape(job.status):9} {_percent(job)}"
-        message = _message(job)
-        print(f"{line} {message}".rstrip(), file=self.stream, flush=True)
+        print(f"{elapsed:6.1f}s {shown}".rstrip(), file=self.stream, flush=True)
 
     def close(self) -> None:
         """Leave the last state on screen and stop refreshing."""

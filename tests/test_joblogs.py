@@ -112,3 +112,14 @@ def test_cloud_job_search_asks_for_the_job_label_then_for_its_requests(
         "-- request again",
     ]
     assert len(out) == 3 + 8 and not any("elsewhere" in line for line in out)
+
+
+def test_control_characters_in_log_messages_are_escaped(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    (tmp_path / "worker.log").write_text(
+        _line(1, "worker", "r", "failed: \x1b[2J\x07 two\nlines", JOB) + "\n"
+    )
+    assert logsearch.main(parse(JOB, "--log-dir", str(tmp_path))) == 0
+    out = capsys.readouterr().out
+    assert "failed: \\x1b[2J\\x07 two\n    lines" in out and "\x1b" not in out

@@ -85,6 +85,7 @@ class Job:
     created_at: dt.datetime | None = None
     updated_at: dt.datetime | None = None
     scheduled_at: dt.datetime | None = None
+    first_started_at: dt.datetime | None = None
     started_at: dt.datetime | None = None
     finished_at: dt.datetime | None = None
     attempt_log: tuple[Attempt, ...] = ()
@@ -122,6 +123,7 @@ class Job:
             created_at=_time(data.get("created_at")),
             updated_at=_time(data.get("updated_at")),
             scheduled_at=_time(data.get("scheduled_at")),
+            first_started_at=_time(data.get("first_started_at")),
             started_at=_time(data.get("started_at")),
             finished_at=_time(data.get("finished_at")),
             attempt_log=tuple(

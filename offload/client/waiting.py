@@ -203,6 +203,7 @@ def wait_for(
     deadline = None if timeout is None else time.monotonic() + timeout
     watch = _Watch(client.get(job_id), deadline, on_progress)
     if watch.job.finished:
+        watch.update(watch.job)
         return watch.job
     try:
         job = _stream(client, job_id, watch)
