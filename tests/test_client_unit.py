@@ -130,3 +130,28 @@ def test_unknown_fields_are_kept_in_raw_and_missing_ones_default() -> None:
     job = Job.from_dict({"id": JOB, "type": "t", "status": "running", "brand_new": [1]})
     assert job.raw["brand_new"] == [1] and job.progress is None and job.attempt_log == ()
     assert not job.finished
+
+
+def test_submit_sends_every_option_and_a_notify_url_as_an_object() -> None:
+    sent: list[httpx.Request] = []
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        sent.append(request)
+        return httpx.Response(202, json=resource("queued"))
+
+    client_for(handler).submit(
+        "demo.sleep",
+        {"seconds": 1},
+        delay_seconds=5,
+        deadline_seconds=2,
+        idempotency_key="mine",
+        notify="https://hooks.example.com/x",
+    )
+    assert json.loads(sent[0].content) == {
+        "type": "demo.sleep",
+        "payload": {"seconds": 1},
+        "delay_seconds": 5,
+        "deadline_seconds": 2,
+        "notify": {"url": "https://hooks.example.com/x"},
+    }
+    assert sent[0].headers["Idempotency-Key"] == "mine"

@@ -116,6 +116,9 @@ def test_errors_are_typed_problems_with_status_type_detail_errors_and_request_id
     e = invalid.value
     assert e.status == 422 and e.type.endswith("/validation-error") and "no.such.type" in e.detail
     assert e.errors and e.errors[0]["loc"] == ["body", "type"] and len(e.request_id or "") == 32
+    with pytest.raises(InvalidRequestError) as no_webhooks:  # this stack has no secret
+        client.submit("demo.echo", {}, notify={"url": "http://127.0.0.1:9/hook"})
+    assert no_webhooks.value.errors[0]["loc"] == ["body", "notify", "url"]
     with pytest.raises(NotFoundError) as missing:
         client.get("0" * 26)
     assert missing.value.status == 404 and missing.value.type.endswith("/not-found")
