@@ -39,10 +39,11 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("WORKER_PROCESSES", 2, int, "`make run`: gunicorn worker processes of worker."),
     Setting(
         "WEB_THREADS",
-        64,
+        128,
         int,
-        "`make run`: threads per web process (gthread), so open event streams and "
-        "long-polls do not hold up submits.",
+        "Threads per web process (gthread; `make run` passes it, elsewhere gunicorn's "
+        "--threads sets it): at most three quarters of them wait on events, the rest "
+        "stay for submits.",
     ),
     Setting(
         "EMULATOR_DATA_FILE",

@@ -146,9 +146,9 @@ def init_app(app: Flask) -> None:
                     "userAgent": request.user_agent.string,
                     "remoteIp": request.remote_addr,
                     "requestSize": str(request.content_length or 0),
-                    # Never for a stream: computing its length would buffer it whole.
+                    # A streamed answer (the event stream) is not drained to measure it.
                     "responseSize": str(
-                        (None if response.is_streamed else response.calculate_content_length()) or 0
+                        0 if response.is_streamed else (response.calculate_content_length() or 0)
                     ),
                     "protocol": request.environ.get("SERVER_PROTOCOL"),
                 },

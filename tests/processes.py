@@ -183,7 +183,7 @@ class Stack:
         self.migrated = True
 
     def start_service(
-        self, name: str, *, processes: int = 2, timeout: int = 60, threads: int = 64
+        self, name: str, *, processes: int = 2, timeout: int = 60, threads: int = 128
     ) -> None:
         if not self.migrated:
             self.migrate()

@@ -31,8 +31,13 @@ class _WaitQuery(BaseModel):
 def init_app(app: Flask) -> None:
     """Give the app its event hub (its thread starts with the first waiter)."""
     store = get_store(app)
+    # Three quarters of the process's threads at most wait; the rest serve the others.
+    max_waiters = max(int(app.config["WEB_THREADS"]) * 3 // 4, 1)
     app.extensions["offload.event_hub"] = EventHub.for_dialect(
-        store.events, store.dialect, float(app.config["EVENTS_POLL_SECONDS"])
+        store.events,
+        store.dialect,
+        poll_seconds=float(app.config["EVENTS_POLL_SECONDS"]),
+        max_waiters=max_waiters,
     )
 
 
@@ -55,8 +60,12 @@ def wait_seconds() -> float | None:
 
 
 def long_poll(job: Job, seconds: float) -> Job:
-    """The job once it has finished, or as it is after ``seconds``."""
-    if job.finished or seconds <= 0:
+    """The job once it has finished, or as it is after ``seconds``.
+
+    When the process already has its share of waiters, the answer is the job as it is
+    now (with Retry-After), which a client handles like an ended wait.
+    """
+    if job.finished or seconds <= 0 or get_hub().full:
         return job
     store = get_store(current_app)
     end = time.monotonic() + seconds

@@ -79,6 +79,14 @@ def stream_job_events(job_id: str) -> Response:
     """The job's events as Server-Sent Events, from ``Last-Event-ID`` on."""
     after = _last_event_id()
     job = visible_job(job_id)
+    if get_hub().full:
+        raise ProblemError(
+            503,
+            "Service Unavailable",
+            "this instance has as many open event streams as it serves; reconnect shortly",
+            slug="too-many-waiters",
+            headers={"Retry-After": "1"},
+        )
     response = Response(
         stream_with_context(event_stream(job.id, after)), mimetype="text/event-stream"
     )

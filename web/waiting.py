@@ -31,8 +31,11 @@ _BATCH = 1000
 class EventHub:
     """Wakes the requests waiting on a job when one of its events is committed."""
 
-    def __init__(self, events: EventLog, *, poll_seconds: float, lookback: int = 0) -> None:
+    def __init__(
+        self, events: EventLog, *, poll_seconds: float, lookback: int = 0, max_waiters: int = 96
+    ) -> None:
         self.events = events
+        self.max_waiters = max_waiters
         self.poll_seconds = poll_seconds
         self.lookback = lookback
         self._lock = threading.Condition()
@@ -43,10 +46,12 @@ class EventHub:
         self._thread: threading.Thread | None = None
 
     @classmethod
-    def for_dialect(cls, events: EventLog, dialect: str, poll_seconds: float) -> EventHub:
+    def for_dialect(
+        cls, events: EventLog, dialect: str, *, poll_seconds: float, max_waiters: int
+    ) -> EventHub:
         """A hub with the look-back the store's engine needs."""
         lookback = _PG_LOOKBACK if dialect == "postgresql" else 0
-        return cls(events, poll_seconds=poll_seconds, lookback=lookback)
+        return cls(events, poll_seconds=poll_seconds, lookback=lookback, max_waiters=max_waiters)
 
     @contextmanager
     def watch(self, job_id: str) -> Iterator[threading.Event]:
@@ -76,6 +81,14 @@ class EventHub:
         """How many requests wait right now."""
         with self._lock:
             return sum(len(s) for s in self._waiters.values())
+
+    @property
+    def full(self) -> bool:
+        """Whether this process already has as many waiters as it lets wait.
+
+        A waiter holds a thread; the threads beyond the limit stay free for submits.
+        """
+        return self.waiting >= self.max_waiters
 
     def _run(self) -> None:
         while True:
