@@ -155,3 +155,26 @@ def test_submit_sends_every_option_and_a_notify_url_as_an_object() -> None:
         "notify": {"url": "https://hooks.example.com/x"},
     }
     assert sent[0].headers["Idempotency-Key"] == "mine"
+
+
+@pytest.mark.parametrize("stream_answer", ["503", "empty"])
+def test_streams_that_are_refused_or_end_at_once_hand_over_to_long_polls(
+    stream_answer: str,
+) -> None:
+    streams, polls = [], []
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        if request.url.path.endswith("/events"):
+            streams.append(request)
+            if stream_answer == "503":
+                return httpx.Response(503, json={"status": 503}, headers={"Retry-After": "0"})
+            return httpx.Response(200, headers={"content-type": "text/event-stream"}, content=b"")
+        if "wait" in request.url.params:
+            polls.append(request)
+            return httpx.Response(200, json=resource("succeeded"))
+        return httpx.Response(200, json=resource("running"))
+
+    client = client_for(handler)
+    assert client.wait(JOB, timeout=30).status == "succeeded"
+    assert len(streams) == (1 if stream_answer == "503" else client.retries + 1)
+    assert len(polls) == 1

@@ -30,6 +30,7 @@ __all__ = ["LONG_POLL_MAX_SECONDS", "wait_for"]
 LONG_POLL_MAX_SECONDS = 60  # the most GET /jobs/{id}?wait=N accepts
 STREAM_READ_TIMEOUT_SECONDS = 45.0  # well past the service's keep-alive comments
 _MIN_POLL_GAP_SECONDS = 0.2
+_HEALTHY_STREAM_SECONDS = 5.0
 
 
 class _Timeout(Exception):
@@ -126,6 +127,7 @@ def _stream(client: Client, job_id: str, watch: _Watch) -> Job | None:
         left = watch.remaining()
         read = STREAM_READ_TIMEOUT_SECONDS if left is None else min(left + 0.1, 45.0)
         got_events = False
+        opened = time.monotonic()
         try:
             with client.http.stream(
                 "GET",
@@ -150,7 +152,10 @@ def _stream(client: Client, job_id: str, watch: _Watch) -> Job | None:
             watch.check()
         # Cut (a proxy or the platform's request timeout) or ended early: resume from the
         # last event id; a stream that keeps failing without events hands over to polling.
-        failures = 0 if got_events else failures + 1
+        # A stream that stayed open a while (quiet job, ended by the service's bound) is
+        # healthy too; only quick failures count towards giving up on streams.
+        healthy = got_events or time.monotonic() - opened >= _HEALTHY_STREAM_SECONDS
+        failures = 0 if healthy else failures + 1
         if failures > client.retries:
             return None
         watch.sleep(client.backoff(max(0, failures - 1)) if failures else 0.0)
