@@ -8,6 +8,7 @@ import os
 import pty
 import re
 import select
+import signal
 import struct
 import subprocess
 import sys
@@ -45,8 +46,13 @@ def offload(stack: Stack, *argv: str, timeout: float = 60) -> subprocess.Complet
     )
 
 
-def in_terminal(stack: Stack, *argv: str, timeout: float = 60) -> tuple[int, str]:
-    """Run ``offload argv`` with a pty as its terminal; its exit code and all it wrote."""
+def in_terminal(
+    stack: Stack, *argv: str, timeout: float = 60, interrupt_on: str | None = None
+) -> tuple[int, str]:
+    """Run ``offload argv`` with a pty as its terminal; its exit code and all it wrote.
+
+    With ``interrupt_on``, Ctrl-C (SIGINT) is sent once that text has been written.
+    """
     pid, fd = pty.fork()
     if pid == 0:  # the child: stdin, stdout and stderr are the pty
         os.chdir(ROOT)
@@ -66,6 +72,9 @@ def in_terminal(stack: Stack, *argv: str, timeout: float = 60) -> tuple[int, str
             if not data:
                 break
             chunks.append(data)
+            if interrupt_on and interrupt_on in b"".join(chunks).decode("utf-8", "replace"):
+                os.kill(pid, signal.SIGINT)
+                interrupt_on = None
         else:
             os.kill(pid, 9)
             raise AssertionError("offload did not finish:\n" + b"".join(chunks).decode())
@@ -179,3 +188,14 @@ def test_control_characters_from_the_server_are_escaped_on_the_terminal(
     job = client.wait(client.submit("demo.fail", {"message": "red\x1b[31m\x07bell"}).id, 30)
     code, screen = in_terminal(stack, "jobs", "show", job.id)
     assert code == 0 and "red\\x1b[31m\\x07bell" in screen and "\x1b[31m" not in screen
+
+
+def test_ctrl_c_stops_watching_with_130_and_the_job_keeps_running(
+    stack: Stack, client: Client
+) -> None:
+    job = client.submit("demo.sleep", {"seconds": 30})
+    code, screen = in_terminal(stack, "jobs", "watch", job.id, interrupt_on="slept 1 of 30")
+    assert code == 130, screen
+    assert "keeps running" in screen and "Traceback" not in screen
+    assert client.get(job.id).status == "running"
+    client.cancel(job.id)
