@@ -23,6 +23,7 @@ from offload.client import (
     ServiceUnreachableError,
     WaitTimeoutError,
 )
+from offload.clientout import describe, dump, err, out, when
 from offload.termtext import escape
 
 __all__ = ["EXIT_CODES", "add_commands"]
@@ -110,6 +111,9 @@ def add_commands(sub: Any, jobs: Any) -> None:
         "--idempotency-key", metavar="K", help="the same key again returns the same job"
     )
     submit.add_argument(
+        "--notify", metavar="URL", help="a webhook: the service POSTs the finished job to URL"
+    )
+    submit.add_argument(
         "--wait", action="store_true", help="show progress until the job ends, then its result"
     )
     _wait_options(submit)
@@ -139,70 +143,22 @@ def _run(func: Callable[[Client, argparse.Namespace], int], args: argparse.Names
         with Client(args.url, api_key=args.api_key) as client:
             return func(client, args)
     except UsageError as e:
-        _err(f"offload: {e}")
+        err(f"offload: {e}")
         return EXIT_USAGE
     except ServiceUnreachableError as e:
-        _err(f"offload: {e}")
+        err(f"offload: {e}")
         return EXIT_UNREACHABLE
     except OffloadAPIError as e:
-        _err(f"offload: {e.status} {e.title}: {e.detail}")
+        err(f"offload: {e.status} {e.title}: {e.detail}")
         for item in e.errors:
             loc = ".".join(str(part) for part in item.get("loc") or [])
-            _err(f"  {loc}: {item.get('msg', '')}")
+            err(f"  {loc}: {item.get('msg', '')}")
         if e.request_id:
-            _err(f"  (request id {e.request_id})")
+            err(f"  (request id {e.request_id})")
         return EXIT_API_ERROR
     except ClientError as e:
-        _err(f"offload: {e}")
+        err(f"offload: {e}")
         return EXIT_API_ERROR
-
-
-# -- output -----------------------------------------------------------------------
-
-
-def _err(text: str) -> None:
-    print(escape(text), file=sys.stderr, flush=True)
-
-
-def _out(text: str) -> None:
-    print(escape(text, keep_newlines=True), flush=True)
-
-
-def _dump(value: Any) -> str:
-    # ensure_ascii: control characters and anything unusual come out as \u escapes.
-    return json.dumps(value, ensure_ascii=True)
-
-
-def _when(job: Job, name: str) -> str:
-    value = job.raw.get(name)
-    return str(value) if value else "-"
-
-
-def _describe(job: Job) -> list[str]:
-    progress = "-"
-    if job.progress is not None:
-        progress = f"{job.progress.fraction * 100:.0f}%"
-        if job.progress.message:
-            progress += f" {job.progress.message}"
-    lines = [
-        f"job       {job.id}",
-        f"type      {job.type}",
-        f"status    {job.status}" + (f" ({job.reason})" if job.reason else ""),
-        f"progress  {progress}",
-        f"attempts  {job.attempts} of {job.max_attempts}",
-        f"created   {_when(job, 'created_at')}",
-        f"started   {_when(job, 'first_started_at')} (first run), "
-        f"{_when(job, 'started_at')} (last run)",
-        f"finished  {_when(job, 'finished_at')}",
-        f"request   {job.request_id or '-'}",
-    ]
-    if job.resubmit_of:
-        lines.append(f"resubmit  of {job.resubmit_of}")
-    if job.error is not None:
-        lines.append(f"error     {job.error.type}: {job.error.message}")
-    if job.status == "succeeded":
-        lines.append(f"result    {_dump(job.result)}")
-    return lines
 
 
 # -- commands ---------------------------------------------------------------------
@@ -230,6 +186,7 @@ def _submit(client: Client, args: argparse.Namespace) -> int:
         delay_seconds=args.delay,
         deadline_seconds=args.deadline,
         idempotency_key=args.idempotency_key,
+        notify=args.notify,
     )
     return _follow_or_print(client, job, args, "submitted")
 
@@ -238,10 +195,10 @@ def _follow_or_print(client: Client, job: Job, args: argparse.Namespace, verb: s
     if args.wait:
         return _wait(client, job, args)
     if args.json:
-        _out(_dump(job.raw))
+        out(dump(job.raw))
     else:
-        _err(f"{verb} {job.type} as job {job.id} ({job.status})")
-        _out(job.id)  # alone on stdout, for ID=$(offload submit ...)
+        err(f"{verb} {job.type} as job {job.id} ({job.status})")
+        out(job.id)  # alone on stdout, for ID=$(offload submit ...)
     return EXIT_SUCCEEDED
 
 
@@ -252,32 +209,31 @@ def _list(client: Client, args: argparse.Namespace) -> int:
             break
         count += 1
         if args.json:
-            _out(_dump(job.raw))  # one JSON object per line
+            out(dump(job.raw))  # one JSON object per line
         else:
             progress = f"{job.progress.fraction * 100:.0f}%" if job.progress else "-"
-            _out(
-                f"{job.id}  {job.status:9}  {progress:>4}  {_when(job, 'created_at'):24}  "
-                f"{job.type}"
+            out(
+                f"{job.id}  {job.status:9}  {progress:>4}  {when(job, 'created_at'):24}  {job.type}"
             )
     if not count and not args.json:
-        _err("no jobs")
+        err("no jobs")
     return EXIT_SUCCEEDED
 
 
 def _show(client: Client, args: argparse.Namespace) -> int:
     job = client.get(args.job_id)
-    _out(_dump(job.raw) if args.json else "\n".join(escape(line) for line in _describe(job)))
+    out(dump(job.raw) if args.json else "\n".join(escape(line) for line in describe(job)))
     return EXIT_SUCCEEDED
 
 
 def _cancel(client: Client, args: argparse.Namespace) -> int:
     job = client.cancel(args.job_id)
     if args.json:
-        _out(_dump(job.raw))
+        out(dump(job.raw))
     elif job.status == "cancelled":
-        _err(f"job {job.id} cancelled")
+        err(f"job {job.id} cancelled")
     else:
-        _err(f"job {job.id} is {job.status}: asked to stop, it ends at its next check")
+        err(f"job {job.id} is {job.status}: asked to stop, it ends at its next check")
     return EXIT_SUCCEEDED
 
 
@@ -297,18 +253,18 @@ def _wait(client: Client, job: Job, args: argparse.Namespace) -> int:
         final = client.wait(job.id, timeout=args.timeout, on_progress=view.update)
     except WaitTimeoutError as e:
         view.close()
-        _err(f"offload: {e}; it keeps running (offload jobs watch {job.id})")
+        err(f"offload: {e}; it keeps running (offload jobs watch {job.id})")
         return EXIT_TIMEOUT
     except KeyboardInterrupt:
         view.close()
-        _err(f"stopped watching; job {job.id} keeps running (offload jobs watch {job.id})")
+        err(f"stopped watching; job {job.id} keeps running (offload jobs watch {job.id})")
         return EXIT_INTERRUPTED
     finally:
         view.close()
     if args.json:
-        _out(_dump(final.raw))
+        out(dump(final.raw))
     elif final.status == "succeeded":
-        _out(_dump(final.result))
+        out(dump(final.result))
     else:
         error = final.error
         why = ""
@@ -318,5 +274,5 @@ def _wait(client: Client, job: Job, args: argparse.Namespace) -> int:
                 if error.type == final.reason
                 else f": {error.type}: {error.message}"
             )
-        _err(f"job {final.id} {final.status} ({final.reason or 'no reason given'}){why}")
+        err(f"job {final.id} {final.status} ({final.reason or 'no reason given'}){why}")
     return _BY_STATUS.get(final.status, EXIT_API_ERROR)
