@@ -18,10 +18,10 @@ import time
 from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
-from offload.config import load_config
 from offload.ids import is_job_id
 from offload.logs import LABELS, TRACE, parse_line
 from offload.requestctx import is_valid_request_id
+from offload.settings import load_settings
 from offload.termtext import escape
 
 __all__ = [
@@ -236,7 +236,7 @@ def _search_local(
     """Print the request's lines from the local files (and, following, new ones); any found?"""
     from offload.joblogs import JobTail
 
-    log_dir = args.log_dir or str(load_config()["LOG_DIR"])
+    log_dir = args.log_dir or load_settings().log_dir
     tail = (JobTail if is_job_id(args.request_id) else LocalTail)(log_dir, args.request_id)
     bound = rfc3339(since) if since else ""
     found = False

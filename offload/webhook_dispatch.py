@@ -17,6 +17,7 @@ from flask import Flask
 
 from offload.enqueue import TaskQueue
 from offload.errors import EnqueueError
+from offload.flaskapp import get_settings
 from offload.logs import log_context
 from offload.store import JobStore, utcnow
 from offload.webhooks import parse_secret
@@ -67,7 +68,7 @@ def enqueue_pending(store: JobStore, tasks: TaskQueue, *, older_than_seconds: fl
 
 def init_app(app: Flask, store: JobStore, tasks: TaskQueue) -> None:
     """Check the webhook secret and create delivery tasks whenever a job finishes."""
-    secret = str(app.config["WEBHOOK_SECRET"])
+    secret = get_settings(app).webhook_secret.get_secret_value()
     if secret:
         parse_secret(secret)  # a malformed secret stops the service at start
     store.on_finish.append(lambda job_id: enqueue_deliveries(store, tasks, job_id))

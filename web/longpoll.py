@@ -11,7 +11,7 @@ import time
 from flask import Flask, current_app, request
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from offload.flaskapp import get_store
+from offload.flaskapp import get_settings, get_store
 from offload.problems import ProblemError, validation_errors
 from offload.store import Job
 from offload.store.events import FINISHED_EVENT
@@ -32,11 +32,12 @@ def init_app(app: Flask) -> None:
     """Give the app its event hub (its thread starts with the first waiter)."""
     store = get_store(app)
     # Three quarters of the process's threads at most wait; the rest serve the others.
-    max_waiters = max(int(app.config["WEB_THREADS"]) * 3 // 4, 1)
+    settings = get_settings(app)
+    max_waiters = max(settings.web_threads * 3 // 4, 1)
     app.extensions["offload.event_hub"] = EventHub.for_dialect(
         store.events,
         store.dialect,
-        poll_seconds=float(app.config["EVENTS_POLL_SECONDS"]),
+        poll_seconds=settings.events_poll_seconds,
         max_waiters=max_waiters,
     )
 

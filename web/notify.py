@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from flask import current_app
 
+from offload.flaskapp import get_settings
 from offload.problems import ProblemError
 from offload.webhooks import WebhookUrlError, check_url, public_address
 from web.schemas import Notify
@@ -22,9 +23,10 @@ def notify_url(notify: Notify | None) -> str | None:
     """The URL to store with the job, or a 422; hosted, it must resolve to public addresses."""
     if notify is None:
         return None
-    if not current_app.config["WEBHOOK_SECRET"]:
+    settings = get_settings(current_app)
+    if not settings.webhook_secret.get_secret_value():
         raise _refuse("webhooks are off here (no OFFLOAD_WEBHOOK_SECRET is set)")
-    allow_internal = not current_app.config.get("HOSTED")
+    allow_internal = not settings.hosted
     try:
         parts = check_url(notify.url, allow_internal=allow_internal)
         if not allow_internal:

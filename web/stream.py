@@ -14,7 +14,7 @@ from collections.abc import Iterator
 
 from flask import Blueprint, Response, current_app, request, stream_with_context
 
-from offload.flaskapp import get_store
+from offload.flaskapp import get_settings, get_store
 from offload.problems import ProblemError
 from offload.store.events import FINISHED_EVENT, Event
 from web.api import visible_job
@@ -52,8 +52,8 @@ def event_stream(job_id: str, after: int) -> Iterator[str]:
     """The SSE frames of a job's events after ``after``, until ``finished`` or a bound."""
     app = current_app
     store = get_store(app)
-    keepalive = float(app.config["EVENTS_KEEPALIVE_SECONDS"])
-    end = time.monotonic() + float(app.config["STREAM_MAX_SECONDS"])
+    keepalive = get_settings(app).events_keepalive_seconds
+    end = time.monotonic() + get_settings(app).stream_max_seconds
     # Tell EventSource clients to come back after 1 s if the connection drops.
     yield "retry: 1000\n\n"
     with get_hub().watch(job_id) as signal:

@@ -16,7 +16,7 @@ import logging
 
 from flask import Blueprint, Response, current_app, request
 
-from offload.flaskapp import get_store, no_content
+from offload.flaskapp import get_settings, get_store, no_content
 from offload.logs import log_context
 from offload.problems import problem_response
 from offload.store import utcnow
@@ -70,7 +70,8 @@ def send_webhook() -> Response:
             },
             separators=(",", ":"),
         ).encode()
-        key = parse_secret(str(current_app.config["WEBHOOK_SECRET"]))
+        settings = get_settings(current_app)
+        key = parse_secret(settings.webhook_secret.get_secret_value())
         headers = signed_headers(key, msg_id=record.delivery.id, body=body)
         attempt = record.delivery.attempts + 1
         try:
@@ -78,8 +79,8 @@ def send_webhook() -> Response:
                 record.url,
                 body,
                 headers,
-                allow_internal=not current_app.config.get("HOSTED"),
-                timeout=float(current_app.config["WEBHOOK_TIMEOUT_SECONDS"]),
+                allow_internal=not settings.hosted,
+                timeout=settings.webhook_timeout_seconds,
             )
         except WebhookUrlError as e:
             store.deliveries.record_attempt(
@@ -93,7 +94,7 @@ def send_webhook() -> Response:
             )
             log.info("webhook %s delivered (attempt %d): %s", delivery_id, attempt, result.status)
             return no_content()
-        last = attempt >= int(current_app.config["WEBHOOK_MAX_ATTEMPTS"])
+        last = attempt >= settings.webhook_max_attempts
         store.deliveries.record_attempt(
             delivery_id,
             utcnow(),
