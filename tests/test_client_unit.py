@@ -157,7 +157,7 @@ def test_submit_sends_every_option_and_a_notify_url_as_an_object() -> None:
     assert sent[0].headers["Idempotency-Key"] == "mine"
 
 
-@pytest.mark.parametrize("stream_answer", ["503", "empty"])
+@pytest.mark.parametrize("stream_answer", ["503", "empty", "retry only"])
 def test_streams_that_are_refused_or_end_at_once_hand_over_to_long_polls(
     stream_answer: str,
 ) -> None:
@@ -168,7 +168,8 @@ def test_streams_that_are_refused_or_end_at_once_hand_over_to_long_polls(
             streams.append(request)
             if stream_answer == "503":
                 return httpx.Response(503, json={"status": 503}, headers={"Retry-After": "0"})
-            return httpx.Response(200, headers={"content-type": "text/event-stream"}, content=b"")
+            body = b"retry: 1000\n\n" if stream_answer == "retry only" else b""
+            return httpx.Response(200, headers={"content-type": "text/event-stream"}, content=body)
         if "wait" in request.url.params:
             polls.append(request)
             return httpx.Response(200, json=resource("succeeded"))

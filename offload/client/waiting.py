@@ -31,6 +31,7 @@ LONG_POLL_MAX_SECONDS = 60  # the most GET /jobs/{id}?wait=N accepts
 STREAM_READ_TIMEOUT_SECONDS = 45.0  # well past the service's keep-alive comments
 _MIN_POLL_GAP_SECONDS = 0.2
 _HEALTHY_STREAM_SECONDS = 5.0
+_MAX_RECONNECT_PAUSE_SECONDS = 5.0
 
 
 class _Timeout(Exception):
@@ -117,6 +118,7 @@ def _stream(client: Client, job_id: str, watch: _Watch) -> Job | None:
     """Follow the event stream to the ``finished`` event; None if the service has none."""
     last_event_id: str | None = None
     failures = 0
+    pause = 0.0
     # The stream replays the job's history from its first event: start from no progress,
     # so on_progress sees queued, running, progress in order, never a step back.
     watch.job = dataclasses.replace(watch.job, progress=None)
@@ -142,6 +144,10 @@ def _stream(client: Client, job_id: str, watch: _Watch) -> Job | None:
                         raise error_from_response(response)
                     return None  # no event stream here (an older service): fall back
                 for sse in _events(response, watch):
+                    if sse.retry is not None:
+                        pause = min(sse.retry / 1000, _MAX_RECONNECT_PAUSE_SECONDS)
+                    if not (sse.id or sse.data):
+                        continue  # a bare "retry:" field: not an event of the job
                     got_events = True
                     if sse.id:
                         last_event_id = sse.id
@@ -158,7 +164,8 @@ def _stream(client: Client, job_id: str, watch: _Watch) -> Job | None:
         failures = 0 if healthy else failures + 1
         if failures > client.retries:
             return None
-        watch.sleep(client.backoff(max(0, failures - 1)) if failures else 0.0)
+        # The service's "retry:" hint between healthy streams, a backoff after failures.
+        watch.sleep(client.backoff(failures - 1) if failures else pause)
 
 
 def _poll(client: Client, job_id: str, watch: _Watch) -> Job:
