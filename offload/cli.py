@@ -145,8 +145,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="offload",
         description="Offload: run the local system, submit and watch jobs, search logs.",
-        epilog="Client commands (submit, jobs list/show/cancel/resubmit/watch) reach the "
-        "service at OFFLOAD_URL with OFFLOAD_API_KEY.\n" + EXIT_CODES,
+        epilog="The client commands (submit, jobs list/show/cancel/resubmit/watch) reach\n"
+        "the service at OFFLOAD_URL (default http://127.0.0.1:8080) with OFFLOAD_API_KEY.\n\n"
+        + EXIT_CODES,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     sub = parser.add_subparsers(dest="command", required=True)

@@ -39,13 +39,13 @@ EXIT_INTERRUPTED = 130
 
 EXIT_CODES = """\
 exit status:
-  0  succeeded (the job, or the command)
-  1  the job failed
-  2  bad usage (arguments, payload JSON)
-  3  the job was cancelled
-  4  timed out waiting (the job keeps running)
-  5  the service is unreachable
-  6  the service answered an error (printed with its request id)
+    0  succeeded (the job, or the command)
+    1  the job failed
+    2  bad usage (arguments, payload JSON)
+    3  the job was cancelled
+    4  timed out waiting (the job keeps running)
+    5  the service is unreachable
+    6  the service answered an error (printed with its request id)
   130  interrupted (Ctrl-C; the job keeps running)"""
 
 _BY_STATUS = {"succeeded": EXIT_SUCCEEDED, "failed": EXIT_FAILED, "cancelled": EXIT_CANCELLED}
