@@ -322,11 +322,11 @@ class Settings(BaseSettings):
         description="Time budget of one webhook POST (connect and answer).",
     )
     webhook_max_attempts: int = Field(
-        8,
+        20,
         ge=1,
         description=(
             "Sends of one webhook before it is given up (`failed`); Cloud Tasks spaces them "
-            "with the queue's backoff."
+            "with the queue's backoff (queue.yaml's: about 35 minutes for 20)."
         ),
     )
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"] = Field(

@@ -15,21 +15,39 @@ import httpx
 import pytest
 from standardwebhooks.webhooks import Webhook
 
+from tests.conftest import postgres_schema_url
 from tests.processes import Stack, make_stack
 from tests.webhook_receiver import webhook_receiver
 
 SECRET = "whsec_" + base64.b64encode(secrets.token_bytes(32)).decode()
 
 
-@pytest.fixture(scope="module")
-def events_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
-    """Emulator, worker and web with webhooks on (fast queue retries)."""
-    s = make_stack(
-        tmp_path_factory.mktemp("events"),
-        env={"OFFLOAD_WEBHOOK_SECRET": SECRET, "OFFLOAD_EVENTS_KEEPALIVE_SECONDS": "0.5"},
+@pytest.fixture(
+    scope="module", params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)]
+)
+def events_stack(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[Stack]:
+    """Emulator, worker and web with webhooks on (fast queue retries), on each store."""
+    tmp = tmp_path_factory.mktemp("events")
+    databases = (
+        iter([f"sqlite:///{tmp / 'offload.db'}"])
+        if request.param == "sqlite"
+        else postgres_schema_url()
     )
-    yield s
-    s.stop()
+    s = make_stack(
+        tmp,
+        env={
+            "OFFLOAD_DATABASE_URL": next(databases),
+            "OFFLOAD_WEBHOOK_SECRET": SECRET,
+            "OFFLOAD_EVENTS_KEEPALIVE_SECONDS": "0.5",
+        },
+    )
+    try:
+        yield s
+    finally:
+        s.stop()
+        next(databases, None)  # drops the PostgreSQL schema
 
 
 @pytest.fixture

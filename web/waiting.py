@@ -59,8 +59,12 @@ class EventHub:
         signal = threading.Event()
         with self._lock:
             if self._cursor is None:
-                # Everything committed before this point the waiter reads itself.
+                # Everything committed before this point the waiter reads itself; within
+                # the look-back only ids that commit later are news.
                 self._cursor = self.events.last_id()
+                if self.lookback:
+                    for event_id, _ in self.events.recent(max(self._cursor - self.lookback, 0)):
+                        self._remember(event_id)
             self._waiters.setdefault(job_id, set()).add(signal)
             if self._thread is None or not self._thread.is_alive():
                 self._thread = threading.Thread(target=self._run, name="event-hub", daemon=True)

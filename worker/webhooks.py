@@ -19,7 +19,7 @@ from flask import Blueprint, Response, current_app, request
 from offload.flaskapp import get_settings, get_store, no_content
 from offload.logs import log_context
 from offload.problems import problem_response
-from offload.store import utcnow
+from offload.store import Job, utcnow
 from offload.store.deliveries import DELIVERED, ENQUEUED, FAILED_DELIVERY, PENDING
 from offload.webhooks import WebhookUrlError, parse_secret, send, signed_headers
 from worker.auth import PushAuthenticator
@@ -39,6 +39,26 @@ def _retry(target: str, summary: str) -> Response:
     return problem_response(500, "Retry Later", summary, slug="retry")
 
 
+def _body(event: str, job: Job) -> bytes:
+    """The webhook's JSON: the event, when it was sent, and the job resource."""
+    return json.dumps(
+        {
+            "type": event,
+            "timestamp": utcnow().isoformat().replace("+00:00", "Z"),
+            "data": job.to_resource(),
+        },
+        separators=(",", ":"),
+    ).encode()
+
+
+def _delivery_id() -> str | None:
+    try:
+        delivery_id = json.loads(request.get_data())["delivery_id"]
+    except (ValueError, KeyError, TypeError, RecursionError):
+        return None
+    return delivery_id if isinstance(delivery_id, str) and len(delivery_id) <= 40 else None
+
+
 @bp.post("/tasks/webhook")
 def send_webhook() -> Response:
     """Send the webhook a Cloud Tasks push names; non-2xx makes the queue retry it."""
@@ -47,11 +67,9 @@ def send_webhook() -> Response:
     if auth.status:
         log.warning("webhook push refused (%d): %s", auth.status, auth.reason)
         return problem_response(auth.status, "Forbidden", "only Cloud Tasks pushes")
-    try:
-        delivery_id = json.loads(request.get_data())["delivery_id"]
-        if not isinstance(delivery_id, str) or len(delivery_id) > 40:
-            raise ValueError("bad delivery id")
-    except (ValueError, KeyError, TypeError, RecursionError):
+    delivery_id = _delivery_id()
+    if delivery_id is None:
+        # Cloud Tasks retries any non-2xx: a body that can never parse must answer 204.
         log.error("malformed webhook envelope, dropped with 204")
         return no_content()
     store = get_store(current_app)
@@ -62,17 +80,13 @@ def send_webhook() -> Response:
     if job is None:
         return no_content()
     with log_context(job_id=job.id, job_type=job.type):
-        body = json.dumps(
-            {
-                "type": record.delivery.event,
-                "timestamp": utcnow().isoformat().replace("+00:00", "Z"),
-                "data": job.to_resource(),
-            },
-            separators=(",", ":"),
-        ).encode()
         settings = get_settings(current_app)
-        key = parse_secret(settings.webhook_secret.get_secret_value())
-        headers = signed_headers(key, msg_id=record.delivery.id, body=body)
+        secret = settings.webhook_secret.get_secret_value()
+        if not secret:
+            log.error("webhook %s: OFFLOAD_WEBHOOK_SECRET is not set on the worker", delivery_id)
+            return _retry(auth.target, "webhooks are not configured on the worker")
+        body = _body(record.delivery.event, job)
+        headers = signed_headers(parse_secret(secret), msg_id=record.delivery.id, body=body)
         attempt = record.delivery.attempts + 1
         try:
             result = send(
