@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+from emulator import httptarget
 from emulator.httpclient import Target, parse_url
 from emulator.oidc import Signer
 from emulator.pbutil import METHOD_NAMES
@@ -72,6 +73,8 @@ def build(
     """The request for this attempt of ``task`` (raises RoutingError for an unmapped service)."""
     if task.HasField("http_request"):
         req = task.http_request
+        if queue.HasField("http_target"):
+            req = httptarget.effective_request(req, queue.http_target)
         headers = _own_headers(req.headers)
         if req.HasField("oidc_token"):
             headers = [h for h in headers if h[0].lower() != "authorization"]
