@@ -19,6 +19,7 @@ from emulator.admin import AdminServer
 from emulator.dispatch import Dispatcher
 from emulator.oidc import Signer
 from emulator.pbutil import QUEUE_DISABLED, QUEUE_RUNNING, Queue
+from emulator.rest import RestGateway
 from emulator.server import build_handler
 from emulator.state import API_TOMBSTONE_SECONDS, YAML_TOMBSTONE_SECONDS, Store
 from emulator.target import Routes
@@ -215,12 +216,15 @@ class Emulator:
         if server.add_insecure_port(address) == 0:
             raise OSError(f"cannot listen on {address}")
         await server.start()
+        # REST calls are transcoded to gRPC calls on our own port: one behaviour for both.
+        rest = RestGateway(f"127.0.0.1:{s.port}" if s.host in ("0.0.0.0", "::") else address)
         admin = AdminServer(
             s.host,
             s.http_port,
             certs=self.signer.certs_json(),
             release_names=lambda queue: self._in_loop(lambda: self.store.release_names(queue)),
             queue_stats=self._queue_stats,
+            rest=rest,
         )
         admin.start()
         for sig in (signal.SIGINT, signal.SIGTERM):
@@ -245,5 +249,6 @@ class Emulator:
             await server.stop(grace=0.5)
             await self.dispatcher.close(grace=s.shutdown_grace)
             admin.stop()
+            rest.close()
             await self._save(force=True)
             logger.info("emulator stopped")
