@@ -29,7 +29,7 @@ DAY = 24 * 3600.0
 TASK_TTL_DEFAULT = 31 * DAY
 TASK_TTL_RANGE = (10 * DAY, 3650 * DAY)
 TOMBSTONE_TTL_RANGE = (3600.0, 9 * DAY)
-QUEUE_PUSH, QUEUE_PULL = 1, 2
+QUEUE_PULL, QUEUE_PUSH = 1, 2  # Queue.Type
 # Update mask paths that name a v2 field differently (longest prefix first).
 _MASK = {
     "v2beta3": {
