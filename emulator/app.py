@@ -14,7 +14,7 @@ from typing import Any, TypeVar
 
 import grpc
 
-from emulator import persist, queueyaml, versions
+from emulator import locations, persist, queueyaml, versions
 from emulator.admin import AdminServer
 from emulator.dispatch import Dispatcher
 from emulator.oidc import Signer
@@ -211,6 +211,7 @@ class Emulator:
         handlers = [build_handler(self.store)]
         # The beta versions answer through the v2 handlers, whatever RPCs those serve.
         handlers += versions.build_handlers(handlers, self.store)
+        handlers.append(locations.build_handler(s.location))
         server.add_generic_rpc_handlers(handlers)
         address = f"{s.host}:{s.port}" if ":" not in s.host else f"[{s.host}]:{s.port}"
         if server.add_insecure_port(address) == 0:
