@@ -8,6 +8,7 @@ import logging
 import sys
 
 from emulator.app import Emulator, Settings
+from emulator.db import DatabaseError
 from emulator.persist import DataFileError
 from emulator.queueyaml import QueueYamlError
 from offload.logs import configure_logging
@@ -56,13 +57,27 @@ def build_parser() -> argparse.ArgumentParser:
         help="base URL for App Engine services not mapped by --appengine-service "
         "(default: the URL of service 'default', if mapped)",
     )
-    p.add_argument("--data-file", metavar="PATH", help="keep queues, tasks and tombstones here")
+    p.add_argument(
+        "--data-file",
+        metavar="PATH",
+        help="SQLite database keeping queues, tasks and tombstones across restarts, written "
+        "before each answer (a PATH ending in .json stands for the .sqlite3 beside it; an old "
+        "JSON data file there is migrated once)",
+    )
+    p.add_argument(
+        "--data-sync",
+        choices=("normal", "full"),
+        default="normal",
+        help="normal: survives the death of the process (SIGKILL); full: also fsyncs every "
+        "commit, for power loss, slower (default: normal)",
+    )
     p.add_argument(
         "--tombstone-seconds",
         type=float,
         metavar="S",
-        help="how long a finished or deleted task's name stays taken (default: 3600 for "
-        "queues made through the API, 777600 = 9 days for queue.yaml queues; 0 = never)",
+        help="how long a finished or deleted task's name stays taken (default: 14400 = 4 h "
+        "for queues made through the API, 777600 = 9 days for queue.yaml queues, as the "
+        "Cloud Tasks reference says; 0 = not at all)",
     )
     p.add_argument(
         "--queue-tombstone-seconds",
@@ -113,6 +128,7 @@ def main(argv: list[str] | None = None) -> int:
         services=dict(args.appengine_service),
         default_service_url=args.appengine_default_url,
         data_file=args.data_file,
+        data_sync=args.data_sync,
         tombstone_seconds=args.tombstone_seconds,
         queue_tombstone_seconds=args.queue_tombstone_seconds,
         min_dispatch_deadline=args.min_dispatch_deadline_seconds,
@@ -125,7 +141,7 @@ def main(argv: list[str] | None = None) -> int:
     except QueueYamlError as e:
         logger.error("bad queue.yaml: %s", e)
         return 2
-    except DataFileError as e:
+    except (DataFileError, DatabaseError) as e:
         logger.error("bad data file (move it away to start afresh): %s", e)
         return 2
     except OSError as e:

@@ -16,8 +16,8 @@ from typing import Any
 
 import grpc
 from google.cloud.location import locations_pb2
-from google.iam.v1 import iam_policy_pb2  # type: ignore[import-untyped]
-from google.longrunning import operations_pb2  # type: ignore[import-untyped]
+from google.iam.v1 import iam_policy_pb2
+from google.longrunning import operations_pb2
 
 VERSIONS = ("v2", "v2beta3", "v2beta2")
 # Calls every transport serves beside CloudTasks (REST routes to them too).

@@ -10,6 +10,8 @@ window), ``type`` (push only), ``stats`` (computed on read), pull queues (refuse
 from __future__ import annotations
 
 import inspect
+import json
+import weakref
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, NamedTuple, TypeAlias
@@ -63,22 +65,37 @@ class _Call:
 
 
 class QueueExtras:
-    """The v2beta fields of queues that v2 does not have."""
+    """The v2beta fields of queues that v2 does not have, kept in the data file's meta table."""
+
+    PREFIX = "queue-extras:"
 
     def __init__(self, store: Store) -> None:
         self.store = store
-        self.task_ttl: dict[str, float] = {}
+        # By queue object, so a queue deleted and made again starts from the defaults.
+        self.task_ttl: weakref.WeakKeyDictionary[QueueState, float] = weakref.WeakKeyDictionary()
+        saved = getattr(store.journal, "meta_prefixed", None)
+        for name, blob in (saved(self.PREFIX) if saved is not None else {}).items():
+            q = store.queues.get(name)
+            if q is not None:
+                self._set(q, json.loads(blob))
+
+    def _set(self, q: QueueState, ttls: dict[str, float]) -> None:
+        if "task_ttl" in ttls:
+            self.task_ttl[q] = ttls["task_ttl"]
+        if "tombstone_ttl" in ttls:
+            q.tombstone_seconds = ttls["tombstone_ttl"]
 
     def apply(self, name: str, ttls: dict[str, float]) -> None:
         """Store a queue's ``task_ttl`` and make ``tombstone_ttl`` its de-duplication window."""
         q = self.store.queues.get(name)
         if q is None:
             return
-        if "task_ttl" in ttls:
-            self.task_ttl[name] = ttls["task_ttl"]
-        if "tombstone_ttl" in ttls:
-            q.tombstone_seconds = ttls["tombstone_ttl"]
-            self.store.changes += 1
+        self._set(q, ttls)
+        both = {"tombstone_ttl": q.tombstone_seconds}
+        if q in self.task_ttl:
+            both["task_ttl"] = self.task_ttl[q]
+        with self.store.transaction():
+            self.store.journal.put_meta(self.PREFIX + name, json.dumps(both).encode())
 
     def decorate(self, dst: Any, src: Any) -> None:
         """Fill a converted Queue's extra fields from the store."""
@@ -86,7 +103,7 @@ class QueueExtras:
         if q is None:
             return
         default_ttl = TASK_TTL_RANGE[1] if q.origin == "yaml" else TASK_TTL_DEFAULT
-        dur_set(dst.task_ttl, self.task_ttl.get(q.name, default_ttl))
+        dur_set(dst.task_ttl, self.task_ttl.get(q, default_ttl))
         dur_set(dst.tombstone_ttl, q.tombstone_seconds)
         if "type_" in dst.DESCRIPTOR.fields_by_name:
             dst.type_ = QUEUE_PUSH

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import itertools
 import json
+import os
 import signal
 import socket
 import subprocess
@@ -183,7 +184,10 @@ class Emulator:
             *args,
         ]  # fmt: skip
         self._out = open(self.out_path, "wb")  # noqa: SIM115 - closed in stop()
-        self.proc = subprocess.Popen(argv, cwd=ROOT, stdout=self._out, stderr=subprocess.STDOUT)
+        # Its own process group, so a test can SIGKILL the whole of it and nothing else.
+        self.proc = subprocess.Popen(
+            argv, cwd=ROOT, stdout=self._out, stderr=subprocess.STDOUT, start_new_session=True
+        )
         self.http = f"http://127.0.0.1:{self.http_port}"
         deadline = time.monotonic() + 20
         while True:
@@ -225,6 +229,15 @@ class Emulator:
         with urllib.request.urlopen(req, timeout=10) as r:
             return json.loads(r.read())
 
+    def kill(self) -> None:
+        """SIGKILL the emulator's process group (a crash: nothing is flushed)."""
+        if hasattr(self, "channel"):
+            self.channel.close()
+        if self.proc.poll() is None:
+            os.killpg(self.proc.pid, signal.SIGKILL)
+        self.proc.wait()
+        self._out.close()
+
     def stop(self, sig: int = signal.SIGTERM) -> int:
         """Stop by PID; the exit code."""
         if hasattr(self, "channel"):
@@ -236,7 +249,8 @@ class Emulator:
             except subprocess.TimeoutExpired:
                 self.proc.kill()
                 self.proc.wait()
-        self._out.close()
+        if not self._out.closed:
+            self._out.close()
         return self.proc.returncode
 
 

@@ -36,7 +36,7 @@ queue:
 def test_restart_with_the_data_file_keeps_queues_tasks_tombstones_and_key(
     start_emulator: Callable[..., Emulator], handler: Handler, tmp_path: Path
 ) -> None:
-    data = tmp_path / "data" / "emulator.json"
+    data = tmp_path / "data" / "emulator.sqlite3"
     emu = start_emulator("--data-file", str(data))
     queue = f"{PARENT}/queues/kept"
     emu.client.create_queue(parent=PARENT, queue=tasks_v2.Queue(name=queue))
@@ -53,8 +53,7 @@ def test_restart_with_the_data_file_keeps_queues_tasks_tombstones_and_key(
     emu.client.delete_task(name=f"{queue}/tasks/t0")
     certs_before = _certs(emu)
     assert emu.stop() == 0
-    saved = json.loads(data.read_text())
-    assert saved["version"] == 1
+    assert data.read_bytes().startswith(b"SQLite format 3\x00")
 
     again = start_emulator("--data-file", str(data))
     assert again.client.get_queue(name=queue).state == tasks_v2.Queue.State.PAUSED

@@ -98,7 +98,11 @@ def _failures(queue: str, handler: Handler) -> list[Callable[[Any], Any]]:
         lambda c: c.update_queue(
             queue=tasks_v2.Queue(name=queue), update_mask={"paths": ["no_such_field"]}
         ),
-        lambda c: c.get_iam_policy(resource=queue),
+        lambda c: c.get_iam_policy(resource=f"{PARENT}/queues/rest-missing"),
+        lambda c: c.batch_delete_tasks(request={"parent": queue, "names": []}),
+        lambda c: c.batch_create_tasks(
+            request={"parent": queue, "requests": [{"parent": queue, "task": task}] * 101}
+        ),
     ]
 
 

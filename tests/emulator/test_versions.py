@@ -13,6 +13,7 @@ from google.cloud import tasks_v2, tasks_v2beta2, tasks_v2beta3
 from google.protobuf import duration_pb2, field_mask_pb2
 
 from emulator.convert import Converter
+from emulator.state import API_TOMBSTONE_SECONDS
 from tests.emulator.clients import TRANSPORTS, client
 from tests.emulator.conftest import PARENT, Emulator, Handler
 
@@ -57,7 +58,7 @@ def test_a_v2_queue_and_task_are_seen_through_v2beta3_and_back(
     assert seen.state == tasks_v2beta3.Queue.State.PAUSED
     assert seen.type_ == tasks_v2beta3.Queue.Type.PUSH
     assert seen.task_ttl == dt.timedelta(days=31)
-    assert seen.tombstone_ttl == dt.timedelta(hours=1)
+    assert seen.tombstone_ttl == dt.timedelta(seconds=API_TOMBSTONE_SECONDS)
     # A task made through v2beta3 (whose field numbers differ from v2's) reads the same in v2.
     made = beta3.create_task(
         request={
