@@ -197,8 +197,9 @@ class Emulator:
             ]
         )
         handlers = list(build_handlers(self.store, self.operations))
-        # The beta versions answer through the v2 handlers, whatever RPCs those serve.
-        handlers += versions.build_handlers(handlers, self.store)
+        # The beta versions answer through the v2 handlers, whatever RPCs those serve; the
+        # first of theirs converts beta-made operations, so it goes before the v2 ones.
+        handlers = [*versions.build_handlers(handlers, self.store), *handlers]
         handlers.append(locations.build_handler(s.location))
         server.add_generic_rpc_handlers(handlers)
         address = f"{s.host}:{s.port}" if ":" not in s.host else f"[{s.host}]:{s.port}"

@@ -42,6 +42,7 @@ _PATHS: dict[str, dict[str, dict[str, str]]] = {
 }
 # Messages renamed in a version: v2 name -> that version's name.
 _RENAMED: dict[str, dict[str, str]] = {"v2beta2": {"Attempt": "AttemptStatus"}}
+_ANY = "google.protobuf.Any"
 _SAME = ("google.protobuf.", "google.rpc.", "google.type.", "google.iam.")
 
 Decorate = Callable[[Any, Any], None]
@@ -98,7 +99,7 @@ class Converter:
     def _convert(self, msg: Any, target: str) -> Any:
         full = msg.DESCRIPTOR.full_name
         if version_of(full) is None:
-            if full == "google.protobuf.Any" or _has_any(msg.DESCRIPTOR):
+            if full == _ANY or _has_any(msg.DESCRIPTOR):
                 return self._copy_same(msg, target)
             return msg
         out = message_class(counterpart(full, target))()
@@ -107,7 +108,7 @@ class Converter:
 
     def _copy_same(self, msg: Any, target: str) -> Any:
         """A message of a shared type (Operation, Status): only its Any payloads change."""
-        if msg.DESCRIPTOR.full_name == "google.protobuf.Any":
+        if msg.DESCRIPTOR.full_name == _ANY:
             return self._convert_any(msg, target)
         out = type(msg)()
         for fd, value in msg.ListFields():
@@ -185,6 +186,8 @@ class Converter:
 
     def _message(self, value: Any, target: str) -> Any:
         full = value.DESCRIPTOR.full_name
+        if full == _ANY:
+            return self._convert_any(value, target)
         if version_of(full) is None and full.startswith(_SAME) and not _has_any(value.DESCRIPTOR):
             return value
         return self._convert(value, target)
@@ -214,7 +217,7 @@ def _reaches_any(desc: Any, seen: set[str]) -> bool:
     seen.add(desc.full_name)
     for fd in desc.fields:
         if fd.message_type is not None:
-            if fd.message_type.full_name == "google.protobuf.Any":
+            if fd.message_type.full_name == _ANY:
                 return True
             if _reaches_any(fd.message_type, seen):
                 return True

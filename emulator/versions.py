@@ -9,15 +9,15 @@ window), ``type`` (push only), ``stats`` (computed on read), pull queues (refuse
 
 from __future__ import annotations
 
-import inspect
 import json
 import weakref
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any, NamedTuple, TypeAlias
+from typing import Any, TypeAlias
 
 import grpc
 
+from emulator import delegate, opsbridge
 from emulator.convert import Converter
 from emulator.errors import ApiError, invalid
 from emulator.pbutil import dur_get, dur_set, ts_set
@@ -48,11 +48,6 @@ _MASK = {
 }
 _EXTRA_PATHS = ("task_ttl", "tombstone_ttl", "type", "stats")
 PULL_REFUSED = "Pull queues and pull tasks are not served by the emulator."
-
-
-class _Details(NamedTuple):
-    method: str
-    invocation_metadata: Any
 
 
 @dataclass
@@ -178,9 +173,15 @@ class VersionService:
     """One beta version's CloudTasks service, answered by the v2 handlers."""
 
     def __init__(
-        self, version: str, v2: Sequence[_Generic], store: Store, extras: QueueExtras
+        self,
+        version: str,
+        v2: Sequence[_Generic],
+        store: Store,
+        extras: QueueExtras,
+        ops: opsbridge.OperationVersions,
     ) -> None:
         self.version = version
+        self.ops = ops
         self.v2 = list(v2)
         self.store = store
         self.extras = extras
@@ -225,7 +226,7 @@ class VersionService:
                 self.extras.apply(call.request.queue.name, call.ttls)
                 queue = self.store.get_queue(v2_request.queue.name)
                 return self._finish(call, self.conv.from_v2(queue))
-        v2_answer = await self._call_v2(v2, v2_request, context)
+        v2_answer = await delegate.call(self.v2, v2.path, v2_request, v2.response, context)
         if call.ttls:  # before converting back, which reads them
             self.extras.apply(call.request.queue.name, call.ttls)
         return self._finish(call, self.conv.from_v2(v2_answer))
@@ -242,6 +243,8 @@ class VersionService:
             call.read_mask = list(req.read_mask.paths)
 
     def _finish(self, call: _Call, answer: Any) -> bytes:
+        if answer.DESCRIPTOR.full_name == "google.longrunning.Operation":
+            self.ops.remember(answer.name, self.version, self.conv)
         if call.read_mask:
             queues = answer.queues if hasattr(answer, "queues") else [answer]
             for queue in queues:
@@ -251,30 +254,11 @@ class VersionService:
         data: bytes = answer.SerializeToString()
         return data
 
-    async def _call_v2(
-        self, rpc: Rpc, request: Any, context: grpc.aio.ServicerContext[Any, Any]
-    ) -> Any:
-        """Run the v2 handler of ``rpc`` in this call's context; its v2 answer."""
-        details = _Details(rpc.path, context.invocation_metadata())
-        for generic in self.v2:
-            handler = generic.service(details)  # type: ignore[arg-type]
-            if handler is not None and handler.unary_unary is not None:
-                break
-        else:
-            raise ApiError(grpc.StatusCode.UNIMPLEMENTED, f"{rpc.name} is not implemented.")
-        raw = request.SerializeToString()
-        arg = handler.request_deserializer(raw) if handler.request_deserializer else raw
-        behavior: Callable[..., Any] = handler.unary_unary
-        result = behavior(arg, context)
-        if inspect.isawaitable(result):
-            result = await result
-        data = handler.response_serializer(result) if handler.response_serializer else result
-        return rpc.response.FromString(data)
-
 
 def build_handlers(v2: Sequence[_Generic], store: Store) -> list[_Generic]:
-    """The v2beta3 and v2beta2 services over the given v2 handlers."""
+    """The v2beta3 and v2beta2 services over the given v2 handlers, and the Operations
+    bridge that must come before those handlers (it is first in the list)."""
     extras = QueueExtras(store)  # shared: both versions show the same queues
-    return [
-        VersionService(version, v2, store, extras).handler() for version in ("v2beta3", "v2beta2")
-    ]
+    ops = opsbridge.OperationVersions()
+    services = [VersionService(v, v2, store, extras, ops) for v in ("v2beta3", "v2beta2")]
+    return [opsbridge.build_handler(v2, ops), *(service.handler() for service in services)]
