@@ -68,7 +68,7 @@ class AdminServer:
                 if not self._rest(self._body()):
                     self._send(404, b'{"error":"not found"}')
 
-            do_DELETE = do_PATCH
+            do_DELETE = do_PUT = do_PATCH
 
             def do_GET(self) -> None:
                 path = urlsplit(self.path).path
