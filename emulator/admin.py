@@ -19,6 +19,7 @@ from emulator.rest import RestGateway
 logger = logging.getLogger(__name__)
 
 CERTS_PATH = "/oauth2/v1/certs"
+MAX_BODY_BYTES = 16 << 20  # far above the largest task; the gRPC side allows 8 MiB
 
 
 class AdminServer:
@@ -52,8 +53,20 @@ class AdminServer:
                 self.end_headers()
                 self.wfile.write(body)
 
-            def _body(self) -> bytes:
-                length = int(self.headers.get("Content-Length") or 0)
+            def _body(self) -> bytes | None:
+                """The request body; None (answered 400/413 already) when unusable."""
+                try:
+                    length = int(self.headers.get("Content-Length") or 0)
+                except ValueError:
+                    length = -1
+                if length < 0:
+                    self.close_connection = True
+                    self._send(400, b'{"error":"bad Content-Length"}')
+                    return None
+                if length > MAX_BODY_BYTES:
+                    self.close_connection = True
+                    self._send(413, b'{"error":"request body too large"}')
+                    return None
                 return self.rfile.read(length) if length else b""
 
             def _rest(self, raw: bytes) -> bool:
@@ -65,7 +78,8 @@ class AdminServer:
                 return True
 
             def do_PATCH(self) -> None:
-                if not self._rest(self._body()):
+                raw = self._body()
+                if raw is not None and not self._rest(raw):
                     self._send(404, b'{"error":"not found"}')
 
             do_DELETE = do_PUT = do_PATCH
@@ -86,6 +100,8 @@ class AdminServer:
             def do_POST(self) -> None:
                 parts = urlsplit(self.path)
                 raw = self._body()
+                if raw is None:
+                    return
                 if parts.path != "/admin/release-names":
                     if not self._rest(raw):
                         self._send(404, b'{"error":"not found"}')

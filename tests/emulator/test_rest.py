@@ -193,6 +193,13 @@ def test_raw_http_json_both_field_spellings_and_bad_input(
     assert status == 400 and error["error"]["status"] == "INVALID_ARGUMENT"
     status, error = raw(emulator, "GET", "/v2/nothing/here")
     assert status == 404 and error["error"]["status"] == "NOT_FOUND"
+    for bad in (b"[]", b"\xff\xfe", b'{"name": 5}', b'{"rateLimits": "fast"}'):
+        status, error = raw(emulator, "POST", f"/v2/{parent}/queues", bad)
+        assert status == 400 and error["error"]["status"] == "INVALID_ARGUMENT", bad
+    status, error = raw(emulator, "GET", f"/v2/{parent}/queues?pageSize=99999999999999")
+    assert status == 400 and error["error"]["status"] == "INVALID_ARGUMENT"
+    status, error = raw(emulator, "PUT", f"/v2/{queue['name']}", b"{}")
+    assert status == 404 and error["error"]["status"] == "NOT_FOUND"
     status, empty = raw(emulator, "DELETE", f"/v2/{queue['name']}")
     assert (status, empty) == (200, {})
     with urllib.request.urlopen(emulator.http + "/healthz", timeout=5) as r:

@@ -4,7 +4,10 @@ from __future__ import annotations
 
 import datetime as dt
 import itertools
+import signal
 import time
+from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -291,3 +294,34 @@ def test_conversion_round_trips_every_field_of_a_full_queue_and_task() -> None:
                 # one target per v2beta2 queue: the HTTP one wins over App Engine routing.
                 want.ClearField("app_engine_routing_override")
             assert back == want, version
+
+
+def test_v2beta3_ttls_survive_a_restart_with_the_data_file(
+    start_emulator: Callable[..., Emulator], tmp_path: Path
+) -> None:
+    data = tmp_path / "data" / "emulator.sqlite3"
+    emu = start_emulator("--data-file", str(data))
+    name = f"{PARENT}/queues/ttl-kept"
+    client(emu, "v2beta3", "grpc").create_queue(
+        parent=PARENT,
+        queue=tasks_v2beta3.Queue(
+            name=name,
+            task_ttl=duration_pb2.Duration(seconds=20 * 86400),
+            tombstone_ttl=duration_pb2.Duration(seconds=5 * 3600),
+        ),
+    )
+    assert emu.stop(signal.SIGKILL) != 0  # written before the answer, not at shutdown
+    again = start_emulator("--data-file", str(data))
+    for transport in TRANSPORTS:
+        seen = client(again, "v2beta3", transport).get_queue(name=name)
+        assert seen.task_ttl == dt.timedelta(days=20)
+        assert seen.tombstone_ttl == dt.timedelta(hours=5)
+
+
+def test_a_pull_message_task_is_refused(emulator: Emulator, beta3: Any) -> None:
+    name = qname("no-pull")
+    emulator.client.create_queue(parent=PARENT, queue=tasks_v2.Queue(name=name))
+    with pytest.raises(exceptions.MethodNotImplemented):
+        beta3.create_task(
+            parent=name, task=tasks_v2beta3.Task(pull_message={"payload": b"x", "tag": "t"})
+        )
