@@ -181,18 +181,47 @@ async def _raw_rate(port: int, total: int, conns: int) -> float:
 
 
 def main() -> int:
-    """Run the benchmark and print the table."""
+    """Run the benchmark and print the table (beside a baseline tree's, when given)."""
     p = argparse.ArgumentParser(description=__doc__)
     p.add_argument("--tasks", type=int, default=100_000, help="tasks streamed through")
     p.add_argument("--backlog", type=int, default=20_000, help="tasks created before dispatch")
     p.add_argument("--queues", type=int, default=8, help="queues (500 dispatches/s each at most)")
     p.add_argument("--log-level", default="INFO", help="the emulator's log level")
+    p.add_argument(
+        "--no-data-file", action="store_true", help="run the emulator without --data-file"
+    )
+    p.add_argument(
+        "--baseline-root",
+        metavar="DIR",
+        help="also run the emulator of this source tree (e.g. a git worktree of main) first "
+        "and print both side by side",
+    )
     p.add_argument("--noop-server", type=int, help=argparse.SUPPRESS)
     args = p.parse_args()
     if args.noop_server:
         asyncio.run(_serve_noop(args.noop_server))
         return 0
+    title = f"emulator benchmark ({os.cpu_count()} CPUs, Python {sys.version.split()[0]})"
+    if not args.baseline_root:
+        rows = run(args, ROOT)
+        width = max(len(r[0]) for r in rows)
+        print(f"\n{title}")
+        print(f"{'measure'.ljust(width)}  {'value':>14}  note")
+        for name, value, note in rows:
+            print(f"{name.ljust(width)}  {value:>14}  {note}")
+        return 0
+    base = dict((r[0], r[1]) for r in run(args, Path(args.baseline_root).resolve()))
+    rows = run(args, ROOT)
+    width = max(len(r[0]) for r in rows)
+    print(f"\n{title}; before = {args.baseline_root}, after = {ROOT}")
+    print(f"{'measure'.ljust(width)}  {'before':>14}  {'after':>14}  note")
+    for name, value, note in rows:
+        print(f"{name.ljust(width)}  {base.get(name, '-'):>14}  {value:>14}  {note}")
+    return 0
 
+
+def run(args: argparse.Namespace, root: Path) -> list[tuple[str, str, str]]:
+    """One run of the benchmark against the emulator of source tree ``root``."""
     from google.cloud import tasks_v2
 
     tmp = Path(tempfile.mkdtemp(prefix="bench-emulator-"))
@@ -219,8 +248,9 @@ def main() -> int:
                 "bench",
                 "--log-level",
                 args.log_level,
+                *([] if args.no_data_file else ["--data-file", str(tmp / "data.sqlite3")]),
             ],  # fmt: skip
-            cwd=ROOT,
+            cwd=root,
             stdout=out,
             stderr=subprocess.STDOUT,
         )
@@ -368,12 +398,7 @@ def main() -> int:
             except subprocess.TimeoutExpired:
                 proc.kill()
                 proc.wait()
-    width = max(len(r[0]) for r in rows)
-    print(f"\nemulator benchmark ({os.cpu_count()} CPUs, Python {sys.version.split()[0]})")
-    print(f"{'measure'.ljust(width)}  {'value':>14}  note")
-    for name, value, note in rows:
-        print(f"{name.ljust(width)}  {value:>14}  {note}")
-    return 0
+    return rows
 
 
 if __name__ == "__main__":

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import logging
+import os
 import sys
 
 from emulator.app import Emulator, Settings
@@ -16,11 +17,37 @@ from offload.logs import configure_logging
 logger = logging.getLogger("emulator")
 
 
-def _service(value: str) -> tuple[str, str]:
-    name, sep, url = value.partition("=")
-    if not sep or not name or not url.startswith(("http://", "https://")):
-        raise argparse.ArgumentTypeError(f"expected NAME=http://HOST:PORT, got {value!r}")
-    return name, url
+def _urls(value: str, urls: str) -> list[str]:
+    out = [u.strip() for u in urls.split(",") if u.strip()]
+    if not out or not all(u.startswith(("http://", "https://")) for u in out):
+        raise argparse.ArgumentTypeError(f"expected URLs http://HOST:PORT[,...], got {value!r}")
+    return out
+
+
+def _service(value: str) -> tuple[str, list[str]]:
+    name, sep, urls = value.partition("=")
+    if not sep or not name:
+        raise argparse.ArgumentTypeError(f"expected NAME=http://HOST:PORT[,...], got {value!r}")
+    return name, _urls(value, urls)
+
+
+def _alias(value: str) -> tuple[str, list[str]]:
+    # The origin itself contains "://" but no "=", so the first "=" splits.
+    origin, sep, urls = value.partition("=")
+    if not sep or not origin.startswith(("http://", "https://")):
+        raise argparse.ArgumentTypeError(
+            f"expected http://HOST:PORT=http://HOST:PORT[,...], got {value!r}"
+        )
+    return origin, _urls(value, urls)
+
+
+def _env_int(name: str, default: int) -> int:
+    # The same variables as web and worker, so one setting bounds every process's log file.
+    value = os.environ.get(name, "").strip()
+    try:
+        return int(value) if value else default
+    except ValueError:
+        return default
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -49,7 +76,17 @@ def build_parser() -> argparse.ArgumentParser:
         action="append",
         type=_service,
         default=[],
-        help="base URL standing in for App Engine service NAME (repeatable)",
+        help="base URL standing in for App Engine service NAME (repeatable); several URLs, "
+        "comma-separated, stand for several instances: pushes take them round-robin",
+    )
+    p.add_argument(
+        "--http-target-alias",
+        metavar="ORIGIN=URL[,URL...]",
+        action="append",
+        type=_alias,
+        default=[],
+        help="send HTTP-target pushes whose URL starts with ORIGIN (scheme://host:port) to "
+        "these base URLs instead, round-robin (repeatable)",
     )
     p.add_argument(
         "--appengine-default-url",
@@ -108,6 +145,21 @@ def build_parser() -> argparse.ArgumentParser:
         help="on SIGINT/SIGTERM, wait this long for dispatches in flight (default: 2)",
     )
     p.add_argument("--log-dir", metavar="DIR", help="also write JSON log lines to DIR/emulator.log")
+    p.add_argument(
+        "--log-file-max-bytes",
+        type=int,
+        default=_env_int("OFFLOAD_LOG_FILE_MAX_BYTES", 10 * 1024 * 1024),
+        metavar="N",
+        help="size at which DIR/emulator.log rotates (default: $OFFLOAD_LOG_FILE_MAX_BYTES, "
+        "else 10 MiB)",
+    )
+    p.add_argument(
+        "--log-file-backups",
+        type=int,
+        default=_env_int("OFFLOAD_LOG_FILE_BACKUPS", 3),
+        metavar="N",
+        help="rotated log files kept (default: $OFFLOAD_LOG_FILE_BACKUPS, else 3)",
+    )
     p.add_argument("--log-level", default="INFO", help="DEBUG, INFO, WARNING ... (default: INFO)")
     return p
 
@@ -116,7 +168,12 @@ def main(argv: list[str] | None = None) -> int:
     """Run the emulator until SIGINT/SIGTERM; 0 on a clean stop."""
     args = build_parser().parse_args(argv)
     configure_logging(
-        "emulator", level=args.log_level, project_id=args.project, log_dir=args.log_dir
+        "emulator",
+        level=args.log_level,
+        project_id=args.project,
+        log_dir=args.log_dir,
+        max_file_bytes=args.log_file_max_bytes,
+        backup_count=args.log_file_backups,
     )
     settings = Settings(
         host=args.host,
@@ -126,6 +183,7 @@ def main(argv: list[str] | None = None) -> int:
         location=args.location,
         queue_yaml=args.queue_yaml,
         services=dict(args.appengine_service),
+        http_aliases=dict(args.http_target_alias),
         default_service_url=args.appengine_default_url,
         data_file=args.data_file,
         data_sync=args.data_sync,

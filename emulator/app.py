@@ -43,7 +43,8 @@ class Settings:
     project: str = "offload-local"
     location: str = "us-central1"
     queue_yaml: str | None = None
-    services: dict[str, str] = field(default_factory=dict)
+    services: dict[str, list[str]] = field(default_factory=dict)
+    http_aliases: dict[str, list[str]] = field(default_factory=dict)
     default_service_url: str | None = None
     data_file: str | None = None
     data_sync: str = "normal"
@@ -141,7 +142,9 @@ class Emulator:
                 self.store.journal.put_meta("oidc_key_pem", self.signer.private_pem())
         self.dispatcher = Dispatcher(
             self.store,
-            routes=Routes(dict(settings.services), settings.default_service_url),
+            routes=Routes(
+                dict(settings.services), settings.default_service_url, dict(settings.http_aliases)
+            ),
             signer=self.signer,
         )
         self._loop: asyncio.AbstractEventLoop | None = None

@@ -1,22 +1,28 @@
 """The data file: an SQLite database (WAL) written before each answer.
 
 Every API call that changes something is one transaction, committed before the RPC
-answers, so SIGKILL never loses what a client was told. Dispatch outcomes are written
-in the same transactions or, when no call comes, by a commit scheduled on the next turn
-of the event loop: a kill in between loses only outcomes, and those tasks are pushed
-again (at-least-once, as Cloud Tasks promises). ``synchronous=NORMAL`` in WAL mode
-survives the death of the process (the kernel holds the written pages); ``--data-sync
-full`` also fsyncs every commit, for power loss, at some cost in speed.
+answers, so SIGKILL never loses what a client was told. The gRPC glue commits the calls
+of one turn of the event loop together (group commit: :meth:`Journal.holding` and
+:meth:`Journal.durable`); a caller that does not hold gets a commit per call. Dispatch
+outcomes are written in the same transactions or, when no call comes, by a commit
+scheduled on the next turn of the event loop: a kill in between loses only outcomes,
+and those tasks are pushed again (at-least-once, as Cloud Tasks promises).
+``synchronous=NORMAL`` in WAL mode survives the death of the process (the kernel holds
+the written pages); ``--data-sync full`` also fsyncs every commit, for power loss, at
+some cost in speed. Checkpoints run on a thread of their own.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import sqlite3
+import threading
 from collections.abc import Iterable, Iterator
 from typing import Any
 
 SCHEMA_VERSION = 1
+CHECKPOINT_EVERY_SECONDS = 1.0
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value BLOB);
@@ -42,8 +48,6 @@ class DatabaseError(Exception):
 
 class NullJournal:
     """No data file: every write is a no-op (everything lives in memory only)."""
-
-    durable = False
 
     def put_queue(self, name: str, pb: bytes, origin: str, iam: bytes | None) -> None:
         """Insert or replace a queue."""
@@ -82,14 +86,20 @@ class NullJournal:
     def commit_soon(self) -> None:
         """Commit on the next turn of the event loop (dispatch outcomes)."""
 
+    @contextlib.contextmanager
+    def holding(self) -> Iterator[None]:
+        """Inside, commit() only marks the work to commit; see :meth:`durable`."""
+        yield
+
+    async def durable(self) -> None:
+        """Return once everything written so far is committed (one commit for many calls)."""
+
     def close(self) -> None:
         """Commit and close."""
 
 
 class Journal(NullJournal):
     """The SQLite data file; used only from the event loop's thread."""
-
-    durable = True
 
     def __init__(self, path: str, *, sync: str = "normal") -> None:
         try:
@@ -108,6 +118,28 @@ class Journal(NullJournal):
             raise DatabaseError(f"{path}: schema {bytes(row[0])!r}, expected {SCHEMA_VERSION}")
         self._open = False
         self._scheduled = False
+        self._hold = 0
+        self._flush: asyncio.Future[None] | None = None
+        # Checkpoints (copying the WAL into the database, with an fsync) run on a thread
+        # with its own connection, so the event loop never waits for the disk.
+        self.conn.execute("PRAGMA wal_autocheckpoint=0")
+        self._path = path
+        self._stop = threading.Event()
+        self._checkpointer = threading.Thread(
+            target=self._checkpoints, name="emulator-checkpoint", daemon=True
+        )
+        self._checkpointer.start()
+
+    def _checkpoints(self) -> None:
+        conn = sqlite3.connect(self._path, isolation_level=None, check_same_thread=False)
+        try:
+            while not self._stop.wait(CHECKPOINT_EVERY_SECONDS):
+                try:
+                    conn.execute("PRAGMA wal_checkpoint(PASSIVE)")
+                except sqlite3.Error:
+                    pass  # busy or interrupted: the next round catches up
+        finally:
+            conn.close()
 
     def _w(self, sql: str, args: tuple[Any, ...] = ()) -> None:
         if not self._open:
@@ -186,7 +218,7 @@ class Journal(NullJournal):
         )
 
     def commit(self) -> None:
-        if self._open:
+        if self._open and not self._hold:
             self.conn.execute("COMMIT")
             self._open = False
 
@@ -199,8 +231,37 @@ class Journal(NullJournal):
         self._scheduled = False
         self.commit()
 
+    @contextlib.contextmanager
+    def holding(self) -> Iterator[None]:
+        self._hold += 1
+        try:
+            yield
+        finally:
+            self._hold -= 1
+
+    async def durable(self) -> None:
+        if not self._open:
+            return
+        if self._flush is None:
+            self._flush = asyncio.get_running_loop().create_future()
+            asyncio.get_running_loop().call_soon(self._group_commit)
+        await asyncio.shield(self._flush)
+
+    def _group_commit(self) -> None:
+        done, self._flush = self._flush, None
+        assert done is not None
+        try:
+            self.commit()
+        except sqlite3.Error as e:
+            done.set_exception(e)
+        else:
+            done.set_result(None)
+
     def close(self) -> None:
         self.commit()
+        self._stop.set()
+        self._checkpointer.join(timeout=5)
+        self.conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
         self.conn.close()
 
     # -- reading back at start ---------------------------------------------------------

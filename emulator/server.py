@@ -19,6 +19,7 @@ from google.iam.v1 import iam_policy_pb2, policy_pb2
 from google.longrunning import operations_pb2
 
 from emulator import batch, policies
+from emulator.db import NullJournal
 from emulator.errors import ApiError
 from emulator.lro import Operations
 from emulator.pbutil import Empty, Queue, Task, task_view
@@ -213,12 +214,21 @@ OPERATIONS_METHODS: dict[str, tuple[Any, Any]] = {
 }
 
 
-def _unary(fn: Callable[[Any], Any], request: Any, response: Any) -> _Handler:
+def _unary(
+    fn: Callable[[Any], Any], request: Any, response: Any, journal: Callable[[], NullJournal]
+) -> _Handler:
     async def behavior(req: Any, context: grpc.aio.ServicerContext[Any, Any]) -> Any:
+        j = journal()
         try:
-            return fn(req)
+            with j.holding():
+                out = fn(req)
         except ApiError as e:
+            await j.durable()  # a refusal may rest on state not yet committed too
             await context.abort(e.code, e.message)
+        # Answer only once the state this answer shows is on disk; the calls answered in
+        # one turn of the loop share one commit.
+        await j.durable()
+        return out
 
     return grpc.unary_unary_rpc_method_handler(
         behavior,
@@ -228,11 +238,12 @@ def _unary(fn: Callable[[Any], Any], request: Any, response: Any) -> _Handler:
 
 
 def generic_handler(
-    service: str, servicer: Any, methods: dict[str, tuple[Any, Any]]
+    service: str, servicer: Any, methods: dict[str, tuple[Any, Any]], store: Store
 ) -> grpc.GenericRpcHandler[Any, Any]:
     """A generic handler serving ``methods`` of ``servicer`` as gRPC service ``service``."""
     handlers = {
-        name: _unary(getattr(servicer, name), req, resp) for name, (req, resp) in methods.items()
+        name: _unary(getattr(servicer, name), req, resp, lambda: store.journal)
+        for name, (req, resp) in methods.items()
     }
     return grpc.method_handlers_generic_handler(service, handlers)
 
@@ -240,6 +251,8 @@ def generic_handler(
 def build_handlers(store: Store, operations: Operations) -> tuple[Any, ...]:
     """The generic handlers answering every CloudTasks and Operations method."""
     return (
-        generic_handler(SERVICE, CloudTasksServicer(store, operations), TASKS_METHODS),
-        generic_handler(OPERATIONS_SERVICE, OperationsServicer(operations), OPERATIONS_METHODS),
+        generic_handler(SERVICE, CloudTasksServicer(store, operations), TASKS_METHODS, store),
+        generic_handler(
+            OPERATIONS_SERVICE, OperationsServicer(operations), OPERATIONS_METHODS, store
+        ),
     )

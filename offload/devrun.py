@@ -60,6 +60,8 @@ def local_processes(config: Mapping[str, Any]) -> list[ProcessSpec]:
                 "--appengine-service", f"default=http://{host}:{config['WEB_PORT']}",
                 "--data-file", str(config["EMULATOR_DATA_FILE"]),
                 *(["--log-dir", str(config["LOG_DIR"])] if config["LOG_DIR"] else []),
+                "--log-file-max-bytes", str(config["LOG_FILE_MAX_BYTES"]),
+                "--log-file-backups", str(config["LOG_FILE_BACKUPS"]),
             ],
             shared_env,
         ),
