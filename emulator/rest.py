@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import base64
 import json
+import logging
 import re
 import threading
 from dataclasses import dataclass
@@ -22,6 +23,8 @@ from google.protobuf import json_format
 from google.protobuf.descriptor import FieldDescriptor
 
 from emulator.rpcs import VERSIONS, HttpRule, http_rules
+
+logger = logging.getLogger(__name__)
 
 # google.rpc.Code -> HTTP status, as Google's REST front ends map them.
 HTTP_STATUS = {
@@ -194,6 +197,10 @@ class RestGateway:
             return error_body(e.code, e.message)
         except grpc.RpcError as e:
             return error_body(e.code(), e.details() or "")
+        except Exception:
+            # A bug must still answer in the API's shape, and leave a trace in the log.
+            logger.exception("REST %s %s failed", method, target.split("?", 1)[0])
+            return error_body(grpc.StatusCode.INTERNAL, "Internal error.")
 
     def _route(self, method: str, path: str) -> tuple[Route, tuple[str, ...]]:
         for route in self.routes:

@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from typing import Any, TypeAlias
 
 import grpc
+from google.protobuf.message import DecodeError
 
 from emulator import delegate, opsbridge
 from emulator.convert import Converter
@@ -200,6 +201,9 @@ class VersionService:
         async def behavior(raw: bytes, context: grpc.aio.ServicerContext[Any, Any]) -> bytes:
             try:
                 return await self._answer(rpc, raw, context)
+            except DecodeError:
+                await context.abort(grpc.StatusCode.INVALID_ARGUMENT, "Malformed request.")
+                raise
             except ApiError as e:
                 await context.abort(e.code, e.message)
                 raise  # not reached: abort raises

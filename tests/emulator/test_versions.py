@@ -10,6 +10,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import grpc
 import pytest
 from google.api_core import exceptions
 from google.cloud import tasks_v2, tasks_v2beta2, tasks_v2beta3
@@ -325,3 +326,10 @@ def test_a_pull_message_task_is_refused(emulator: Emulator, beta3: Any) -> None:
         beta3.create_task(
             parent=name, task=tasks_v2beta3.Task(pull_message={"payload": b"x", "tag": "t"})
         )
+
+
+def test_malformed_request_bytes_are_invalid_argument(emulator: Emulator) -> None:
+    call = emulator.channel.unary_unary("/google.cloud.tasks.v2beta3.CloudTasks/GetQueue")
+    with pytest.raises(grpc.RpcError) as e:
+        call(b"\xff\xff\xff", timeout=5)
+    assert e.value.code() == grpc.StatusCode.INVALID_ARGUMENT
