@@ -49,6 +49,7 @@ _MASK = {
 }
 _EXTRA_PATHS = ("task_ttl", "tombstone_ttl", "type", "stats")
 PULL_REFUSED = "Pull queues and pull tasks are not served by the emulator."
+_PULL_RPCS = frozenset({"LeaseTasks", "RenewLease", "CancelLease", "AcknowledgeTask"})
 
 
 @dataclass
@@ -215,9 +216,9 @@ class VersionService:
     ) -> bytes:
         v2 = self.v2_rpcs.get(rpc.name)
         if v2 is None:
+            why = PULL_REFUSED if rpc.name in _PULL_RPCS else "it has no v2 counterpart."
             raise ApiError(
-                grpc.StatusCode.UNIMPLEMENTED,
-                f"{rpc.name} is not implemented by the emulator: {PULL_REFUSED}",
+                grpc.StatusCode.UNIMPLEMENTED, f"{rpc.name} is not served by the emulator: {why}"
             )
         call = _Call(rpc.request.FromString(raw), {}, [])
         self._before(rpc.name, call)
@@ -225,7 +226,11 @@ class VersionService:
         if rpc.name == "UpdateQueue":
             paths = list(call.request.update_mask.paths)
             v2_request.update_mask.paths[:] = v2_mask(self.version, paths)
-            if paths and not v2_request.update_mask.paths:
+            if (
+                paths
+                and not v2_request.update_mask.paths
+                and v2_request.queue.name in self.store.queues
+            ):
                 # Only extra fields change: v2 would read an empty mask as "everything".
                 self.extras.apply(call.request.queue.name, call.ttls)
                 queue = self.store.get_queue(v2_request.queue.name)

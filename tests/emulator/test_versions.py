@@ -333,3 +333,22 @@ def test_malformed_request_bytes_are_invalid_argument(emulator: Emulator) -> Non
     with pytest.raises(grpc.RpcError) as e:
         call(b"\xff\xff\xff", timeout=5)
     assert e.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+
+
+def test_upload_queue_yaml_is_refused_with_its_reason(beta2: Any, transport: str) -> None:
+    if transport == "rest":
+        pytest.skip("the pinned client has no REST binding for UploadQueueYaml")
+    with pytest.raises(exceptions.MethodNotImplemented, match="no v2 counterpart"):
+        beta2.upload_queue_yaml(request={"app_id": "offload-local"})
+
+
+def test_an_update_of_only_ttls_creates_a_missing_queue_like_v2(
+    emulator: Emulator, beta3: Any
+) -> None:
+    name = qname("upsert-ttl")
+    made = beta3.update_queue(
+        queue=tasks_v2beta3.Queue(name=name, tombstone_ttl=duration_pb2.Duration(seconds=7200)),
+        update_mask=field_mask_pb2.FieldMask(paths=["tombstone_ttl"]),
+    )
+    assert made.tombstone_ttl == dt.timedelta(hours=2)
+    assert emulator.client.get_queue(name=name).state == tasks_v2.Queue.State.RUNNING
