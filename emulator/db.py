@@ -49,6 +49,8 @@ class DatabaseError(Exception):
 class NullJournal:
     """No data file: every write is a no-op (everything lives in memory only)."""
 
+    enabled = False  # callers skip serializing what would not be written
+
     def put_queue(self, name: str, pb: bytes, origin: str, iam: bytes | None) -> None:
         """Insert or replace a queue."""
 
@@ -100,6 +102,8 @@ class NullJournal:
 
 class Journal(NullJournal):
     """The SQLite data file; used only from the event loop's thread."""
+
+    enabled = True
 
     def __init__(self, path: str, *, sync: str = "normal") -> None:
         try:

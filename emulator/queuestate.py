@@ -103,6 +103,8 @@ class QueueState:
 
     def save_task(self, rec: TaskRecord) -> None:
         """Write a pending task, with the counters its next attempt's headers need."""
+        if not self.journal.enabled:
+            return
         self.journal.put_task(
             self.name,
             rec.task_id,

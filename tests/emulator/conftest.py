@@ -64,6 +64,12 @@ class Answer:
     delay: float = 0.0
 
 
+class _Server(ThreadingHTTPServer):
+    # The default backlog of 5 drops connections when a queue's burst (100) arrives at
+    # once, e.g. every task due after a restart: they would hang until TCP gives up.
+    request_queue_size = 1024
+
+
 class Handler:
     """A threaded HTTP server: per path, answers a script in order (then 200) and records all."""
 
@@ -124,7 +130,7 @@ class Handler:
             def do_HEAD(self) -> None:
                 self._any()
 
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), H)
+        self.server = _Server(("127.0.0.1", 0), H)
         self.server.daemon_threads = True
         self.port = self.server.server_address[1]
         self.url = f"http://127.0.0.1:{self.port}"
