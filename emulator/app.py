@@ -173,6 +173,7 @@ class Emulator:
                     "tasks": len(q.tasks),
                     "running": q.running,
                     "tombstones": len(q.tombstones),
+                    "tombstone_seconds": q.tombstone_seconds,
                 }
                 for q in self.store.queues.values()
             ]

@@ -202,7 +202,7 @@ class Dispatcher:
             last.response_status.message = "The target could not be reached."
         if rec.gone:
             return  # deleted or purged while in flight: the answer no longer matters
-        # Written at the latest on the next turn of the loop; a kill before that only
+        # Written within 20 ms (db.OUTCOME_COMMIT_SECONDS); a kill before that only
         # makes the task run again, which at-least-once delivery allows.
         self.store.journal.commit_soon()
         if status is not None and 200 <= status < 300:
