@@ -1,4 +1,4 @@
-"""The ``offload`` command: ``offload run`` starts the local system, ``offload logs`` searches."""
+"""The offload command: run starts the local system, logs searches, the rest talk to web."""
 
 from __future__ import annotations
 
@@ -32,6 +32,41 @@ def _logs(args: argparse.Namespace) -> int:
     from offload.logsearch import main as logs_main
 
     return logs_main(args)
+
+
+def _reconcile(args: argparse.Namespace) -> int:
+    import json
+    import signal
+    import threading
+
+    from offload.enqueue import TaskQueue
+    from offload.logs import configure_logging_from
+    from offload.outbox import Reconciler
+    from offload.store import JobStore
+
+    settings = load_settings()
+    configure_logging_from("reconciler", settings)
+    store = JobStore(
+        settings.database_url.get_secret_value(),
+        pool_size=1,
+        retry_seconds=settings.store_retry_seconds,
+        application_name="offload-reconciler",
+    )
+    store.check_schema()
+    tasks = TaskQueue(settings)
+    reconciler = Reconciler(store, tasks, settings)
+    try:
+        if args.every is None:
+            print(json.dumps(reconciler.run_once().as_dict()))
+            return 0
+        stop = threading.Event()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            signal.signal(sig, lambda _n, _f: stop.set())
+        reconciler.run_forever(args.every, stop)
+        return 0
+    finally:
+        tasks.close()
+        store.dispose()
 
 
 def _database_url() -> str:
@@ -140,7 +175,16 @@ def _add_db_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -
 
 def build_parser() -> argparse.ArgumentParser:
     """The command line of ``offload``."""
-    parser = argparse.ArgumentParser(prog="offload", description=__doc__)
+    from offload.clientcli import EXIT_CODES, add_commands
+
+    parser = argparse.ArgumentParser(
+        prog="offload",
+        description="Offload: run the local system, submit and watch jobs, search logs.",
+        epilog="The client commands (submit, jobs list/show/cancel/resubmit/watch) reach\n"
+        "the service at OFFLOAD_URL (default http://127.0.0.1:8080) with OFFLOAD_API_KEY.\n\n"
+        + EXIT_CODES,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     sub = parser.add_subparsers(dest="command", required=True)
     run = sub.add_parser(
         "run",
@@ -151,20 +195,33 @@ def build_parser() -> argparse.ArgumentParser:
         "--raw", action="store_true", help="print the JSON log lines as they are written"
     )
     run.set_defaults(func=_run)
-    logs = sub.add_parser("logs", help="print every log line of one request, in time order")
+    logs = sub.add_parser(
+        "logs", help="print every log line of one request, or of every request of a job"
+    )
     from offload.logsearch import add_arguments
 
     add_arguments(logs)
     logs.set_defaults(func=_logs)
     _add_db_commands(sub)
-    jobs = sub.add_parser("jobs", help="job housekeeping").add_subparsers(
-        dest="jobs", required=True
-    )
-    expire = jobs.add_parser("expire", help="delete finished jobs older than the retention")
+    jobs = sub.add_parser("jobs", help="list, show, cancel, resubmit, watch, expire jobs")
+    jobs_sub = jobs.add_subparsers(dest="jobs", required=True)
+    add_commands(sub, jobs_sub)
+    expire = jobs_sub.add_parser("expire", help="delete finished jobs older than the retention")
     expire.add_argument(
         "--older-than", type=int, metavar="SECONDS", help="default: OFFLOAD_JOB_RETENTION_SECONDS"
     )
     expire.set_defaults(func=_expire)
+    reconcile = jobs_sub.add_parser(
+        "reconcile",
+        help="enqueue again every unfinished job whose Cloud Task was never created or is gone",
+    )
+    reconcile.add_argument(
+        "--every",
+        type=float,
+        metavar="SECONDS",
+        help="keep running, one pass every SECONDS (make run does this); default: one pass",
+    )
+    reconcile.set_defaults(func=_reconcile)
     keys = sub.add_parser("keys", help="API keys").add_subparsers(dest="keys", required=True)
     new = keys.add_parser("new", help="make an API key and its OFFLOAD_API_KEYS entry")
     new.add_argument("name", help="who the key is for (shown as key:NAME)")

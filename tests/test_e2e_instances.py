@@ -30,17 +30,17 @@ def two_by_two(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[tuple
     schemas = postgres_schema_url()
     url = next(schemas)
     # Only the test job types, so that the worker's timeout (and so the lease a killed run
-    # holds) can be short: test.where's dispatch deadline is 20 s.
+    # holds) can be short: the longest dispatch deadline is test.mark's 25 s.
     env = {
         "OFFLOAD_DATABASE_URL": url,
         "OFFLOAD_JOB_MODULES": "tests.testjobs",
-        "OFFLOAD_WORKER_TIMEOUT_SECONDS": "21",
+        "OFFLOAD_WORKER_TIMEOUT_SECONDS": "26",
     }
     stack = make_stack(
         tmp_path / "stack",
         env=env,
         queue_yaml=LASTING_QUEUE_YAML,
-        worker_timeout=21,
+        worker_timeout=26,
         web_instances=2,
         worker_instances=2,
     )
