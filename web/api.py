@@ -97,7 +97,11 @@ def _validate(body: dict[str, Any]) -> tuple[SubmitJob, JobType, dict[str, Any]]
             f"no job type is called {submit.type!r}",
         )
     try:
-        payload = job_type.payload_model.model_validate(submit.payload)
+        # Strict, in JSON mode: numbers must be numbers, while a date or an enum may
+        # still arrive as the string JSON has for it.
+        payload = job_type.payload_model.model_validate_json(
+            json.dumps(submit.payload), strict=True
+        )
     except ValidationError as e:
         raise ProblemError.validation(
             validation_errors(e, ["body", "payload"]), f"invalid payload for {submit.type}"
@@ -247,7 +251,7 @@ def get_job(job_id: str) -> Response:
 def list_jobs() -> Response:
     """A page of the caller's jobs (every job for admins), newest first, filtered."""
     try:
-        query = ListQuery.model_validate(request.args.to_dict())
+        query = ListQuery.model_validate_strings(request.args.to_dict())
     except ValidationError as e:
         raise ProblemError.validation(validation_errors(e, ["query"]), "invalid query") from None
     limit = min(query.limit, int(current_app.config["PAGE_SIZE_MAX"]))
