@@ -16,6 +16,7 @@ from offload.enqueue import TaskEnvelope, TaskQueue
 from offload.errors import EnqueueError
 from offload.flaskapp import get_store, no_content
 from offload.ids import is_job_id, new_job_id, task_id_for
+from offload.jsondepth import MAX_JSON_DEPTH, too_deep
 from offload.logs import log_context
 from offload.problems import ProblemError, validation_errors
 from offload.registry import JobType, get_job_type
@@ -42,6 +43,15 @@ def _no_constant(name: str) -> Any:
     raise ValueError(f"{name} is not a JSON value")
 
 
+def _too_deep(where: str) -> ProblemError:
+    return ProblemError(
+        400,
+        "Nested Too Deeply",
+        f"objects and arrays nest more than {MAX_JSON_DEPTH} levels deep in {where}",
+        slug="too-deep",
+    )
+
+
 def _json_body() -> dict[str, Any]:
     """The request's JSON object, or a 415/400 problem."""
     mimetype = request.mimetype
@@ -59,9 +69,9 @@ def _json_body() -> dict[str, Any]:
             400, "Malformed JSON", f"the body is not valid JSON: {e}", slug="malformed-json"
         ) from None
     except RecursionError:
-        raise ProblemError(
-            400, "Malformed JSON", "the body is nested too deeply", slug="malformed-json"
-        ) from None
+        raise _too_deep("the body") from None
+    if (where := too_deep(body)) is not None:
+        raise _too_deep("body." + ".".join(map(str, where)))
     if not isinstance(body, dict):
         raise ProblemError(
             400, "Malformed JSON", "the body must be a JSON object", slug="malformed-json"

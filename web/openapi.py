@@ -12,6 +12,7 @@ from flask import Blueprint, Response, current_app, jsonify
 from pydantic import BaseModel
 from pydantic.json_schema import models_json_schema
 
+from offload.jsondepth import MAX_JSON_DEPTH
 from offload.registry import JobType, job_types
 from offload.store import STATUSES
 from web.schemas import MAX_DELAY_SECONDS, JobPage, JobResource, Problem
@@ -38,7 +39,7 @@ _HEADERS = {
 
 def _problems(*codes: int) -> dict[str, Any]:
     titles = {
-        400: "Malformed request",
+        400: f"Malformed request, or JSON nested more than {MAX_JSON_DEPTH} levels deep",
         401: "No or invalid credentials",
         403: "Credentials without the needed role",
         404: "No such job (or not yours)",
@@ -108,6 +109,9 @@ def build_spec() -> dict[str, Any]:
     schemas: dict[str, Any] = dict(defs.get("$defs", {}))
     submit = {
         "title": "SubmitJob",
+        "description": f"Objects and arrays may nest at most {MAX_JSON_DEPTH} levels deep in "
+        "the whole body (the body is the first level, the payload the second); deeper is a "
+        "400 (too-deep). Fields are strict: numbers are JSON numbers, never strings.",
         "oneOf": [
             _submit_branch(jt, refs[(jt.payload_model, "validation")]["$ref"]) for jt in types
         ],
