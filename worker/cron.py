@@ -7,6 +7,7 @@ import logging
 
 from flask import Blueprint, Response, current_app, jsonify, request
 
+from offload.authn import AuthError, caller_of
 from offload.flaskapp import get_store
 from offload.problems import problem_response
 from offload.store import utcnow
@@ -33,7 +34,11 @@ def expire() -> Response:
     """Expire old finished jobs; only App Engine cron or a verified scheduler token may call."""
     auth: PushAuthenticator = current_app.extensions["offload.auth"]
     if isinstance(auth, OidcAuthenticator):
-        allowed = auth.check(request.headers).status == 0
+        try:
+            auth.authenticate(caller_of(request))
+            allowed = True
+        except AuthError:
+            allowed = False
     else:
         # App Engine sets X-Appengine-Cron on cron requests and strips it from others.
         allowed = request.headers.get("X-Appengine-Cron") == "true"
