@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from offload.errors import ConfigError
+from offload.platform import LOCAL, detect_platform
 
 __all__ = ["SETTINGS", "Setting", "load_config"]
 
@@ -185,8 +186,10 @@ SETTINGS: tuple[Setting, ...] = (
         "WORKER_AUTH",
         "appengine",
         str,
-        "How the worker proves a push came from Cloud Tasks: `appengine` (platform task "
-        "headers) or `oidc` (verified ID token).",
+        "How the worker proves a push came from Cloud Tasks: `appengine` (App Engine's task "
+        "headers: believed on App Engine, and locally only from loopback; refused at start on "
+        "Cloud Run or another host) or `oidc` (verified ID token). Pushes must name a "
+        "configured queue.",
     ),
 )
 
@@ -216,9 +219,10 @@ def load_config(
         raw = env.get(ENV_PREFIX + setting.key)
         if raw is not None:
             config[setting.key] = _convert(setting, raw)
-    # Hosted on App Engine (GAE_ENV=standard) or Cloud Run (K_SERVICE): no local defaults.
+    # Hosted (App Engine, Cloud Run, another platform: offload.platform): no local defaults.
     # Real Cloud Tasks unless an emulator is named, and no log files on a read-only disk.
-    hosted = env.get("GAE_ENV", "").startswith("standard") or bool(env.get("K_SERVICE"))
+    config["PLATFORM"] = detect_platform(env)
+    hosted = config["PLATFORM"] != LOCAL
     config["HOSTED"] = hosted
     if hosted:
         for key in ("TASKS_EMULATOR_HOST", "LOG_DIR"):

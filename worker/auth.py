@@ -11,8 +11,9 @@ import jwt as pyjwt
 from google.auth import exceptions as gauth_exceptions
 from google.auth import jwt
 
-from offload.authn import AuthError, Caller
+from offload.authn import AuthError, Caller, is_loopback
 from offload.errors import ConfigError
+from offload.platform import APP_ENGINE, CLOUD_RUN, LOCAL, OTHER_HOST
 from offload.signingkeys import SigningKeys, SigningKeysError
 
 __all__ = ["PushAuthenticator", "PushOrigin", "make_authenticator"]
@@ -53,18 +54,48 @@ class PushAuthenticator:
 class AppEngineAuthenticator(PushAuthenticator):
     """App Engine strips ``X-AppEngine-*`` task headers from outside requests.
 
-    So on App Engine their presence proves the caller. Only safe where the platform
-    strips them (App Engine, or the loopback-only local set-up).
+    So on App Engine their presence proves the caller, and nowhere else: locally the
+    emulator is believed only over loopback (the one caller there), and on any other
+    host this authenticator refuses to be built (:func:`make_authenticator`).
     """
 
     target = "appengine"
 
+    def __init__(self, *, platform: str, queues: frozenset[str]) -> None:
+        if platform not in (APP_ENGINE, LOCAL):
+            raise ConfigError(_APPENGINE_ELSEWHERE.format(where=_PLACES.get(platform, platform)))
+        self.platform = platform
+        self.queues = queues
+
+    def vouches(self, caller: Caller) -> bool:
+        """Whether App Engine's own headers on this request can be believed."""
+        return self.platform == APP_ENGINE or is_loopback(caller.remote_addr)
+
     def authenticate(self, caller: Caller) -> PushOrigin:
-        """Trust the push if it carries App Engine's queue and task name headers."""
+        """Trust a push with App Engine's task headers, from a configured queue."""
+        if not self.vouches(caller):
+            # Never on App Engine: locally, someone other than the emulator on loopback.
+            raise _refused(403, f"App Engine task headers from {caller.remote_addr}, not loopback")
         headers = caller.headers
-        if headers.get("X-AppEngine-QueueName") and headers.get("X-AppEngine-TaskName"):
-            return PushOrigin(self.target, "app engine task headers")
-        raise _refused(403, "missing App Engine task headers")
+        queue = headers.get("X-AppEngine-QueueName") or ""
+        if not queue or not headers.get("X-AppEngine-TaskName"):
+            raise _refused(403, "missing App Engine task headers")
+        if queue not in self.queues:
+            raise _refused(403, f"push from a queue that is not configured ({queue[:100]!r})")
+        return PushOrigin(self.target, "app engine task headers")
+
+
+_PLACES = {CLOUD_RUN: "Cloud Run (K_SERVICE is set)", OTHER_HOST: "this host"}
+_APPENGINE_ELSEWHERE = (
+    "OFFLOAD_WORKER_AUTH=appengine trusts X-AppEngine-* headers, which only App Engine "
+    "strips from outside requests; on {where} anyone could forge them: set "
+    "OFFLOAD_WORKER_AUTH=oidc (with OFFLOAD_TASK_TARGET=http)"
+)
+
+
+def configured_queues(config: Mapping[str, Any]) -> frozenset[str]:
+    """The queues this worker accepts pushes from (today one: ``OFFLOAD_QUEUE``)."""
+    return frozenset(q.strip() for q in str(config["QUEUE"]).split(",") if q.strip())
 
 
 def _certs(body: Any) -> dict[str, Any]:
@@ -130,7 +161,9 @@ def make_authenticator(config: Mapping[str, Any]) -> PushAuthenticator:
     """The authenticator the configuration asks for; refuses an incomplete one."""
     mode = str(config.get("WORKER_AUTH") or "")
     if mode == "appengine":
-        return AppEngineAuthenticator()
+        return AppEngineAuthenticator(
+            platform=str(config.get("PLATFORM") or LOCAL), queues=configured_queues(config)
+        )
     if mode == "oidc":
         audience = str(config.get("OIDC_AUDIENCE") or config.get("WORKER_URL") or "")
         account = str(config.get("TASK_SERVICE_ACCOUNT") or "")
