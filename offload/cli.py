@@ -7,6 +7,7 @@ import sys
 from collections.abc import Sequence
 
 from offload.config import load_config
+from offload.termsafe import escape
 
 __all__ = ["main"]
 
@@ -54,7 +55,7 @@ def _new_key(args: argparse.Namespace) -> int:
 
     key = new_key()
     print(f"key (give it to the client, then forget it): {key}")
-    print(f"OFFLOAD_API_KEYS entry: {args.name}:{hash_key(key)}:{args.role}")
+    print(escape(f"OFFLOAD_API_KEYS entry: {args.name}:{hash_key(key)}:{args.role}"))
     return 0
 
 
