@@ -95,8 +95,59 @@ def _submit_branch(jt: JobType, payload_ref: str) -> dict[str, Any]:
     }
 
 
-def build_spec() -> dict[str, Any]:
-    """The OpenAPI 3.1 document of the web API."""
+# What each OFFLOAD_API_AUTH mode enforces, as OpenAPI security schemes: the document
+# describes the running service, so clients and checkers (schemathesis sends requests
+# without and with wrong credentials) see what it really asks for.
+_SCHEMES: dict[str, dict[str, Any]] = {
+    "api_key": {
+        "bearerKey": {
+            "type": "http",
+            "scheme": "bearer",
+            "description": "An API key as a bearer token.",
+        },
+        "apiKeyHeader": {
+            "type": "apiKey",
+            "in": "header",
+            "name": "X-API-Key",
+            "description": "An API key in its own header.",
+        },
+    },
+    "iap": {
+        "iapAssertion": {
+            "type": "apiKey",
+            "in": "header",
+            "name": "X-Goog-IAP-JWT-Assertion",
+            "description": "Identity-Aware Proxy's signed assertion (set by IAP, not clients).",
+        },
+    },
+    "none": {},
+}
+
+
+def _without_auth_problems(paths: dict[str, Any]) -> None:
+    """No credentials are asked for: no operation can answer 401 or 403."""
+    for item in paths.values():
+        for operation in item.values():
+            if isinstance(operation, dict):
+                for code in ("401", "403"):
+                    operation.get("responses", {}).pop(code, None)
+
+
+def build_spec(auth_mode: str) -> dict[str, Any]:
+    """The OpenAPI 3.1 document of the web API, with the security ``auth_mode`` enforces."""
+    spec = _build_spec()
+    schemes = _SCHEMES[auth_mode]
+    spec["components"]["securitySchemes"] = schemes
+    if schemes:
+        spec["security"] = [{name: []} for name in schemes]
+    else:
+        spec.pop("security")
+        spec["components"].pop("securitySchemes")
+        _without_auth_problems(spec["paths"])
+    return spec
+
+
+def _build_spec() -> dict[str, Any]:
     types = job_types()
     models: list[tuple[type[BaseModel], Any]] = [
         (m, "serialization") for m in (JobResource, JobPage, Problem)
@@ -129,7 +180,7 @@ def build_spec() -> dict[str, Any]:
             "description": "Submit long jobs, run them on Cloud Tasks, watch them finish. "
             "Every error is application/problem+json with the request id.",
         },
-        "security": [{"bearerKey": []}, {"apiKeyHeader": []}],
+        "security": [],
         "paths": {
             "/jobs": {
                 "post": {
@@ -262,14 +313,7 @@ def build_spec() -> dict[str, Any]:
         },
         "components": {
             "schemas": schemas,
-            "securitySchemes": {
-                "bearerKey": {
-                    "type": "http",
-                    "scheme": "bearer",
-                    "description": "An API key as a bearer token.",
-                },
-                "apiKeyHeader": {"type": "apiKey", "in": "header", "name": "X-API-Key"},
-            },
+            "securitySchemes": {},
         },
     }
 
@@ -279,5 +323,6 @@ def get_openapi() -> Response:
     """The OpenAPI document (public)."""
     spec = current_app.extensions.get("offload.openapi")
     if spec is None:
-        spec = current_app.extensions["offload.openapi"] = build_spec()
+        mode = str(current_app.config["API_AUTH"])
+        spec = current_app.extensions["offload.openapi"] = build_spec(mode)
     return jsonify(spec)
