@@ -9,9 +9,9 @@ from typing import Any
 import pytest
 from flask import Flask
 
+from offload.keys import hash_key
 from tests.conftest import app_config
 from web import create_app
-from web.auth import hash_key
 
 MODES: dict[str, dict[str, Any]] = {
     "none": {},
