@@ -7,8 +7,10 @@ from typing import Any
 
 from flask import Flask
 
+from offload import readiness
 from offload.enqueue import TaskQueue
-from offload.flaskapp import base_app
+from offload.flaskapp import base_app, get_store
+from offload.readiness import Probe, store_check, tasks_check
 from web import api, openapi, security
 
 __all__ = ["create_app"]
@@ -17,7 +19,14 @@ __all__ = ["create_app"]
 def create_app(config: Mapping[str, Any] | None = None) -> Flask:
     """Build the web service; ``config`` overrides defaults and the environment."""
     app = base_app(__name__, "web", config)
-    app.extensions["offload.tasks"] = TaskQueue(app.config)
+    tasks = app.extensions["offload.tasks"] = TaskQueue(app.config)
+    readiness.init_app(
+        app,
+        {
+            "store": Probe("store", store_check(get_store(app))),
+            "cloud_tasks": Probe("cloud_tasks", tasks_check(tasks.client, tasks.queue_path)),
+        },
+    )
     security.init_app(app)
     app.register_blueprint(api.bp)
     app.register_blueprint(openapi.bp)

@@ -344,10 +344,3 @@ def resubmit_job(job_id: str) -> Response:
     )
     _enqueue(job)
     return _job_response(job, 202)
-
-
-@bp.get("/healthz")
-def healthz() -> Response:
-    """Liveness and store reachability."""
-    get_store(current_app).list(limit=1)
-    return jsonify({"status": "ok"})

@@ -12,7 +12,9 @@ from web.auth import ApiAuth, Principal, make_api_auth
 __all__ = ["current_principal", "init_app"]
 
 # Reachable without credentials: health checks, App Engine's warm-up, the API's description.
-PUBLIC_ENDPOINTS = frozenset({"api.healthz", "warmup", "start", "openapi.get_openapi", "static"})
+PUBLIC_ENDPOINTS = frozenset(
+    {"health.healthz", "health.readyz", "warmup", "start", "openapi.get_openapi", "static"}
+)
 _NEEDED_ROLE = {"GET": "read", "HEAD": "read"}
 
 SECURITY_HEADERS = {

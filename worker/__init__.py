@@ -5,11 +5,13 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from flask import Flask, Response, jsonify
+from flask import Flask
 
+from offload import readiness
 from offload.enqueue import dispatch_deadline_for
 from offload.errors import ConfigError
-from offload.flaskapp import base_app
+from offload.flaskapp import base_app, get_store
+from offload.readiness import Probe, store_check
 from offload.registry import job_types
 from worker import cron, tasks
 from worker.auth import make_authenticator
@@ -62,10 +64,6 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
     app.extensions["offload.auth"] = make_authenticator(app.config)
     app.register_blueprint(tasks.bp)
     app.register_blueprint(cron.bp)
-
-    @app.get("/healthz")
-    def healthz() -> Response:
-        """Liveness."""
-        return jsonify({"status": "ok"})
+    readiness.init_app(app, {"store": Probe("store", store_check(get_store(app)))})
 
     return app
