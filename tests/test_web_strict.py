@@ -57,3 +57,18 @@ def test_a_list_limit_that_is_not_an_integer_is_a_422(client: FlaskClient, query
 
 def test_a_list_limit_in_the_query_string_is_still_read_as_a_number(client: FlaskClient) -> None:
     assert client.get("/jobs?limit=3").status_code == 200
+
+
+def test_an_integral_json_number_is_an_integer_as_json_schema_says(client: FlaskClient) -> None:
+    body = '{"type": "demo.flaky", "payload": {"failures": 2.0}, "delay_seconds": 300.0}'
+    r = client.post("/jobs", data=body, content_type="application/json")
+    assert r.status_code == 202, r.get_json()
+    assert r.get_json()["payload"] == {"failures": 2}
+    assert client.delete(f"/jobs/{r.get_json()['id']}").status_code == 204
+    half = '{"type": "demo.flaky", "payload": {"failures": 2.5}}'
+    assert client.post("/jobs", data=half, content_type="application/json").status_code == 422
+
+
+def test_a_number_out_of_range_is_malformed_json(client: FlaskClient) -> None:
+    body = '{"type": "demo.sleep", "payload": {"seconds": 1e400}}'
+    assert client.post("/jobs", data=body, content_type="application/json").status_code == 400

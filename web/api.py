@@ -6,6 +6,7 @@ import datetime as dt
 import hashlib
 import json
 import logging
+import math
 import re
 from typing import Any
 
@@ -52,6 +53,15 @@ def _too_deep(where: str) -> ProblemError:
     )
 
 
+def _number(text: str) -> float | int:
+    # JSON (and JSON Schema's "integer") does not tell 75.0 from 75: an integral number
+    # is an int, so strict validation takes it for an integer field as for a float one.
+    value = float(text)
+    if not math.isfinite(value):  # 1e400: not a number any store can hold
+        raise ValueError(f"{text[:20]} is out of range")
+    return int(value) if value.is_integer() and abs(value) < 2**63 else value
+
+
 def _json_body() -> dict[str, Any]:
     """The request's JSON object, or a 415/400 problem."""
     mimetype = request.mimetype
@@ -63,7 +73,11 @@ def _json_body() -> dict[str, Any]:
             slug="unsupported-media-type",
         )
     try:
-        body = json.loads(request.get_data(cache=True) or b"null", parse_constant=_no_constant)
+        body = json.loads(
+            request.get_data(cache=True) or b"null",
+            parse_constant=_no_constant,
+            parse_float=_number,
+        )
     except (ValueError, UnicodeDecodeError) as e:
         raise ProblemError(
             400, "Malformed JSON", f"the body is not valid JSON: {e}", slug="malformed-json"
