@@ -80,7 +80,19 @@ def _readiness(description: str) -> dict[str, Any]:
     }
 
 
-def _job(description: str, *, location: bool = False) -> dict[str, Any]:
+# What a client can do next with the job an answer names (OpenAPI links, which stateful
+# testing follows).
+_JOB_LINKS = {
+    "GetJob": {"operationId": "get_job", "parameters": {"job_id": "$response.body#/id"}},
+    "CancelJob": {"operationId": "cancel_job", "parameters": {"job_id": "$response.body#/id"}},
+    "ResubmitJob": {
+        "operationId": "resubmit_job",
+        "parameters": {"job_id": "$response.body#/id"},
+    },
+}
+
+
+def _job(description: str, *, location: bool = False, links: bool = False) -> dict[str, Any]:
     headers: dict[str, Any] = dict(_HEADERS)
     headers["Retry-After"] = {
         "description": "Seconds to wait before polling again (unfinished jobs).",
@@ -91,11 +103,14 @@ def _job(description: str, *, location: bool = False) -> dict[str, Any]:
             "description": "The job's status monitor.",
             "schema": {"type": "string"},
         }
-    return {
+    answer: dict[str, Any] = {
         "description": description,
         "headers": headers,
         "content": {"application/json": {"schema": {"$ref": _REF.format(model="JobResource")}}},
     }
+    if links:
+        answer["links"] = _JOB_LINKS
+    return answer
 
 
 def _submit_branch(jt: JobType, payload_ref: str) -> dict[str, Any]:
@@ -222,10 +237,11 @@ def _build_spec() -> dict[str, Any]:
                     ],
                     "requestBody": submit_body,
                     "responses": {
-                        "202": _job("Accepted: the job is queued.", location=True),
+                        "202": _job("Accepted: the job is queued.", location=True, links=True),
                         "200": _job(
                             "An idempotent repeat: the job first submitted with this key.",
                             location=True,
+                            links=True,
                         ),
                         **_problems(400, 401, 403, 413, 415, 422, 503),
                     },
@@ -279,6 +295,10 @@ def _build_spec() -> dict[str, Any]:
                 "delete": {
                     "operationId": "cancel_job",
                     "summary": "Cancel the job.",
+                    "description": "Cancels, never removes: the job stays readable (GET "
+                    "answers 200 with status cancelled) and a later DELETE answers 409. "
+                    "`x-delete-removes: false` says so to tools that assume a DELETE removes.",
+                    "x-delete-removes": False,
                     "responses": {
                         "204": {
                             "description": "Cancelled before it ran; its task is deleted.",
@@ -295,7 +315,7 @@ def _build_spec() -> dict[str, Any]:
                     "operationId": "resubmit_job",
                     "summary": "Submit a failed or cancelled job again as a new job.",
                     "responses": {
-                        "202": _job("The new job.", location=True),
+                        "202": _job("The new job.", location=True, links=True),
                         **_problems(401, 403, 404, 409, 413, 503),
                     },
                 },
