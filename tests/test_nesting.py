@@ -60,11 +60,9 @@ def test_depth_is_measured_without_recursion() -> None:
 
 @pytest.fixture
 def deep_worker(tmp_path: Path) -> Any:
-    from offload.registry import load_job_modules
     from worker import create_app
 
-    load_job_modules(["tests.testjobs"])
-    app = create_app(app_config(tmp_path))
+    app = create_app(app_config(tmp_path, JOB_MODULES="jobs,tests.testjobs"))
     yield app
     app.extensions["offload.store"].dispose()
 

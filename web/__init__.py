@@ -9,17 +9,20 @@ from flask import Flask
 
 from offload import readiness
 from offload.enqueue import TaskQueue
-from offload.flaskapp import base_app, get_store
+from offload.flaskapp import base_app, get_settings, get_store
 from offload.readiness import Probe, store_check, tasks_check
 from web import api, openapi, security
 
 __all__ = ["create_app"]
 
 
-def create_app(config: Mapping[str, Any] | None = None) -> Flask:
-    """Build the web service; ``config`` overrides defaults and the environment."""
+def create_app(config: Mapping[str, Any] | None = None, *, tasks_client: Any = None) -> Flask:
+    """Build the web service; ``config`` overrides defaults and the environment.
+
+    ``tasks_client`` replaces the Cloud Tasks client (:mod:`offload.testing` has one).
+    """
     app = base_app(__name__, "web", config)
-    tasks = app.extensions["offload.tasks"] = TaskQueue(app.config)
+    tasks = app.extensions["offload.tasks"] = TaskQueue(get_settings(app), client=tasks_client)
     readiness.init_app(
         app,
         {

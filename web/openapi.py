@@ -12,8 +12,9 @@ from flask import Blueprint, Response, current_app, jsonify
 from pydantic import BaseModel
 from pydantic.json_schema import models_json_schema
 
+from offload.flaskapp import get_settings
 from offload.jsondepth import MAX_JSON_DEPTH
-from offload.registry import JobType, job_types
+from offload.registry import JobRegistry, JobType, get_registry
 from offload.store import STATUSES
 from web.schemas import MAX_DELAY_SECONDS, JobPage, JobResource, Problem
 
@@ -174,9 +175,9 @@ def _without_auth_problems(paths: dict[str, Any]) -> None:
                     operation.get("responses", {}).pop(code, None)
 
 
-def build_spec(auth_mode: str) -> dict[str, Any]:
-    """The OpenAPI 3.1 document of the web API, with the security ``auth_mode`` enforces."""
-    spec = _build_spec()
+def build_spec(registry: JobRegistry, auth_mode: str) -> dict[str, Any]:
+    """The OpenAPI 3.1 document for ``registry``'s job types and ``auth_mode``'s security."""
+    spec = _build_spec(registry)
     schemes = _SCHEMES[auth_mode]
     spec["components"]["securitySchemes"] = schemes
     if schemes:
@@ -188,8 +189,8 @@ def build_spec(auth_mode: str) -> dict[str, Any]:
     return spec
 
 
-def _build_spec() -> dict[str, Any]:
-    types = job_types()
+def _build_spec(registry: JobRegistry) -> dict[str, Any]:
+    types = list(registry)
     models: list[tuple[type[BaseModel], Any]] = [
         (m, "serialization") for m in (JobResource, JobPage, Problem)
     ]
@@ -382,6 +383,7 @@ def get_openapi() -> Response:
     """The OpenAPI document (public)."""
     spec = current_app.extensions.get("offload.openapi")
     if spec is None:
-        mode = str(current_app.config["API_AUTH"])
-        spec = current_app.extensions["offload.openapi"] = build_spec(mode)
+        spec = current_app.extensions["offload.openapi"] = build_spec(
+            get_registry(current_app), get_settings(current_app).api_auth
+        )
     return jsonify(spec)

@@ -14,6 +14,7 @@ from google.auth import jwt
 from offload.authn import AuthError, Caller, is_loopback
 from offload.errors import ConfigError
 from offload.platform import APP_ENGINE, CLOUD_RUN, LOCAL, OTHER_HOST
+from offload.settings import Settings
 from offload.signingkeys import SigningKeys, SigningKeysError
 
 __all__ = ["PushAuthenticator", "PushOrigin", "make_authenticator"]
@@ -93,9 +94,9 @@ _APPENGINE_ELSEWHERE = (
 )
 
 
-def configured_queues(config: Mapping[str, Any]) -> frozenset[str]:
+def configured_queues(settings: Settings) -> frozenset[str]:
     """The queues this worker accepts pushes from (today one: ``OFFLOAD_QUEUE``)."""
-    return frozenset(q.strip() for q in str(config["QUEUE"]).split(",") if q.strip())
+    return frozenset(q.strip() for q in settings.queue.split(",") if q.strip())
 
 
 def _certs(body: Any) -> dict[str, Any]:
@@ -157,22 +158,22 @@ class OidcAuthenticator(PushAuthenticator):
         return PushOrigin(self.target, "oidc token verified")
 
 
-def make_authenticator(config: Mapping[str, Any]) -> PushAuthenticator:
+def make_authenticator(settings: Settings) -> PushAuthenticator:
     """The authenticator the configuration asks for; refuses an incomplete one."""
-    mode = str(config.get("WORKER_AUTH") or "")
+    mode = settings.worker_auth
     if mode == "appengine":
         return AppEngineAuthenticator(
-            platform=str(config.get("PLATFORM") or LOCAL), queues=configured_queues(config)
+            platform=settings.platform, queues=configured_queues(settings)
         )
     if mode == "oidc":
-        audience = str(config.get("OIDC_AUDIENCE") or config.get("WORKER_URL") or "")
-        account = str(config.get("TASK_SERVICE_ACCOUNT") or "")
+        audience = settings.oidc_audience or settings.worker_url
+        account = settings.task_service_account
         if not audience:
             raise ConfigError("OFFLOAD_WORKER_AUTH=oidc needs OFFLOAD_OIDC_AUDIENCE")
         if not account:
             raise ConfigError("OFFLOAD_WORKER_AUTH=oidc needs OFFLOAD_TASK_SERVICE_ACCOUNT")
         return OidcAuthenticator(
-            audience=audience, service_account=account, certs_url=str(config["OIDC_CERTS_URL"])
+            audience=audience, service_account=account, certs_url=settings.oidc_certs_url
         )
     raise ConfigError(
         f"OFFLOAD_WORKER_AUTH must be 'appengine' or 'oidc' (got {mode!r}): "
