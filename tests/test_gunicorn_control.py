@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 
+from offload.store import migrate
 from tests.processes import Proc, free_port, http_ok
 
 pytestmark = pytest.mark.e2e
@@ -17,10 +18,12 @@ def test_web_under_gunicorn_makes_no_shared_control_socket(tmp_path: Path) -> No
     home = tmp_path / "home"
     home.mkdir()
     port = free_port()
+    database = f"sqlite:///{tmp_path / 'offload.db'}"
+    migrate.upgrade(database)
     env = {
         "HOME": str(home),
         "XDG_RUNTIME_DIR": "",
-        "OFFLOAD_DATABASE_URL": f"sqlite:///{tmp_path / 'offload.db'}",
+        "OFFLOAD_DATABASE_URL": database,
         "OFFLOAD_LOG_DIR": "",
         "OFFLOAD_TASKS_EMULATOR_HOST": f"127.0.0.1:{free_port()}",
     }
