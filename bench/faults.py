@@ -151,7 +151,7 @@ class Harness:
         self.stack = Stack(tmp=tmp, env=env)
         self._restarts = 0
         try:
-            self.stack.start_emulator(TEST_QUEUE_YAML, "--data-file", str(tmp / "emulator.json"))
+            self.stack.start_emulator(TEST_QUEUE_YAML, "--data-file", str(tmp / "emulator.sqlite3"))
             # The default gunicorn timeout: the lease a killed run holds follows from it.
             self.stack.start_service("worker", processes=2, timeout=worker_timeout)
             self.stack.start_service("web", processes=2, timeout=30)

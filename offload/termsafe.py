@@ -15,7 +15,7 @@ __all__ = ["escape", "escape_message"]
 # C0 controls, DEL and C1 controls (0x9b is a one-byte CSI on some terminals), plus the
 # Unicode line and paragraph separators and bidirectional overrides that reorder text.
 _CONTROL = re.compile("[\x00-\x1f\x7f-\x9f\u2028\u2029\u202a-\u202e\u2066-\u2069]")
-_NAMED = {"\n": "\\n", "\r": "\\r", "\t": "\\t", "\x1b": "\\e"}
+_NAMED = {"\n": "\\n", "\r": "\\r", "\t": "\\t"}
 _TRACEBACK = "\nTraceback (most recent call last):\n"
 
 
@@ -28,7 +28,7 @@ def _one(match: re.Match[str]) -> str:
 
 
 def escape(text: str) -> str:
-    """``text`` on one line, every control character written as an escape (``\\e``, ``\\n``)."""
+    """``text`` on one line, every control character written as an escape (``\\x1b``, ``\\n``)."""
     return _CONTROL.sub(_one, text)
 
 

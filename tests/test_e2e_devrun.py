@@ -87,7 +87,7 @@ def test_run_starts_all_three_runs_a_job_and_ctrl_c_leaves_nothing(tmp_path: Pat
             cwd=ROOT, env=env, capture_output=True, text=True, timeout=60,
         )  # fmt: skip
         assert logs.returncode == 0, logs.stderr
-        assert "GET /jobs/\\e[31mX\\nFAKE LINE 404" in logs.stdout, logs.stdout
+        assert "GET /jobs/\\x1b[31mX\n    FAKE LINE 404" in logs.stdout, logs.stdout
         while "FAKE LINE 404" not in (tmp_path / "run.out").read_text():
             assert time.monotonic() < end + 60, (tmp_path / "run.out").read_text()
             time.sleep(0.1)
@@ -106,5 +106,5 @@ def test_run_starts_all_three_runs_a_job_and_ctrl_c_leaves_nothing(tmp_path: Pat
     for text in (output, logs.stdout):
         assert "\x1b" not in text
         assert not [line for line in text.splitlines() if line.startswith("FAKE")]
-    assert "GET /jobs/\\e[31mX\\nFAKE LINE 404" in output
+    assert "GET /jobs/\\x1b[31mX\\nFAKE LINE 404" in output
     assert not [pid for pid in family if _alive(pid)], output

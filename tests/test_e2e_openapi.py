@@ -67,6 +67,8 @@ def web_stack(
             "OFFLOAD_DATABASE_URL": database,
             "OFFLOAD_LOG_DIR": str(tmp / "log"),
             **auth,
+            # Submissions with notify are accepted (never sent: the jobs never run).
+            "OFFLOAD_WEBHOOK_SECRET": "whsec_" + "A" * 44,
         },
     )
     try:
@@ -198,8 +200,8 @@ def test_every_route_is_described(web_stack: Stack) -> None:
     spec = requests.get(f"{web_stack.web_url}/openapi.json", timeout=5).json()
     assert spec["openapi"].startswith("3.1")
     assert set(spec["paths"]) == {
-        "/jobs", "/jobs/{job_id}", "/jobs/{job_id}/resubmit", "/healthz", "/readyz",
-        "/openapi.json",
+        "/jobs", "/jobs/{job_id}", "/jobs/{job_id}/events", "/jobs/{job_id}/resubmit",
+        "/healthz", "/readyz", "/openapi.json",
     }  # fmt: skip
     variants = spec["components"]["schemas"]["SubmitJob"]["oneOf"]
     assert {v["properties"]["type"]["const"] for v in variants} >= {

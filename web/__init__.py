@@ -7,11 +7,11 @@ from typing import Any
 
 from flask import Flask
 
-from offload import readiness
+from offload import readiness, webhook_dispatch
 from offload.enqueue import TaskQueue
 from offload.flaskapp import base_app, get_settings, get_store
 from offload.readiness import Probe, store_check, tasks_check
-from web import api, openapi, security
+from web import api, longpoll, openapi, security, stream
 
 __all__ = ["create_app"]
 
@@ -33,4 +33,7 @@ def create_app(config: Mapping[str, Any] | None = None, *, tasks_client: Any = N
     security.init_app(app)
     app.register_blueprint(api.bp)
     app.register_blueprint(openapi.bp)
+    longpoll.init_app(app)
+    app.register_blueprint(stream.bp)
+    webhook_dispatch.init_app(app, get_store(app), app.extensions["offload.tasks"])
     return app
