@@ -99,9 +99,9 @@ def test_run_starts_all_three_runs_a_job_and_ctrl_c_leaves_nothing(tmp_path: Pat
         out.close()
     output = (tmp_path / "run.out").read_text()
     assert code == 0, output
-    for name in ("emulator", "web", "worker"):
-        assert f"{name.ljust(8)} | " in output
-        assert f"{name.ljust(8)} | stopped" in output
+    for name in ("emulator", "web", "worker", "reconciler"):
+        assert f"{name.ljust(10)} | " in output
+        assert f"{name.ljust(10)} | stopped" in output
     assert "job " in output and "accepted" in output
     for text in (output, logs.stdout):
         assert "\x1b" not in text
