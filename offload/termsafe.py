@@ -27,9 +27,16 @@ def _one(match: re.Match[str]) -> str:
     return f"\\x{code:02x}" if code < 0x100 else f"\\u{code:04x}"
 
 
-def escape(text: str) -> str:
-    """``text`` on one line, every control character written as an escape (``\\x1b``, ``\\n``)."""
-    return _CONTROL.sub(_one, text)
+def escape(text: object, *, keep_newlines: bool = False) -> str:
+    """``str(text)`` on one line, every control character an escape (``\\x1b``, ``\\n``).
+
+    ``keep_newlines`` keeps line breaks (a multi-line block printed on purpose, such as
+    pretty JSON), escaping everything else in each line.
+    """
+    value = str(text)
+    if keep_newlines:
+        return "\n".join(_CONTROL.sub(_one, part) for part in value.split("\n"))
+    return _CONTROL.sub(_one, value)
 
 
 def escape_message(text: str, indent: str = "    ") -> str:
