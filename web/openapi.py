@@ -117,6 +117,18 @@ def _job(description: str, *, location: bool = False, links: bool = False) -> di
     return answer
 
 
+_SSE_EVENT = {
+    "type": "object",
+    "description": "One event of the stream; `data` is JSON (see the operation's text).",
+    "required": ["event", "data", "id"],
+    "properties": {
+        "event": {"enum": ["status", "progress", "attempt", "finished"]},
+        "data": {"type": "string", "contentMediaType": "application/json"},
+        "id": {"type": "string"},
+        "retry": {"type": "integer"},
+    },
+}
+
 _EVENTS_DESCRIPTION = """Server-Sent Events (text/event-stream) of the job's changes, oldest first:
 
 - `status`: `{"status", "reason", "attempts", "cancel_requested"}` (queued, running, ...)
@@ -367,7 +379,8 @@ def _build_spec(registry: JobRegistry) -> dict[str, Any]:
                         "200": {
                             "description": "The event stream.",
                             "headers": _HEADERS,
-                            "content": {"text/event-stream": {"schema": {"type": "string"}}},
+                            # OpenAPI 3.1 (before 3.2's itemSchema): the schema is one event's.
+                            "content": {"text/event-stream": {"schema": _SSE_EVENT}},
                         },
                         **_problems(401, 403, 404, 422, 503),
                     },
