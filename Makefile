@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 
-.PHONY: run test check bench clean
+.PHONY: run test check bench faults clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -36,6 +36,10 @@ check: $(VENV)/.dev
 ## bench: benchmarks against real processes on loopback (never part of test)
 bench: $(VENV)/.dev
 	$(BIN)/python -m bench
+
+## faults: the fault suite on loopback (kills, outages, terminated connections, load), bounded
+faults: $(VENV)/.dev
+	$(BIN)/python -m bench.faults
 
 clean:
 	rm -rf $(VENV) var .mypy_cache .ruff_cache .pytest_cache

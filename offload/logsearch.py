@@ -22,7 +22,7 @@ from offload.ids import is_job_id
 from offload.logs import LABELS, TRACE, parse_line
 from offload.requestctx import is_valid_request_id
 from offload.settings import load_settings
-from offload.termtext import escape
+from offload.termsafe import escape
 
 __all__ = [
     "LocalTail",
@@ -183,14 +183,14 @@ def _from_cloud(raw: dict[str, Any]) -> dict[str, Any]:
 def format_entry(entry: dict[str, Any]) -> str:
     """One entry as a readable line: time, service, severity, job labels, message."""
     labels = entry.get(LABELS) or {}
-    tags = "".join(f"{k}={labels[k]} " for k in ("job_id", "attempt") if labels.get(k))
-    message = str(entry.get("message", "")).replace("\n", "\n    ")
-    # Messages quote what clients and jobs sent (error texts): never raw control characters.
-    return escape(
-        f"{entry.get('time', '?')} {labels.get('service', '?'):8} "
-        f"{entry.get('severity', '?'):7} {tags}{message}",
-        keep_newlines=True,
-    )
+    if not isinstance(labels, dict):
+        labels = {}
+    tags = "".join(f"{k}={escape(str(labels[k]))} " for k in ("job_id", "attempt") if labels.get(k))
+    # Control characters in any field are escaped: a client chose the request path.
+    # Lines of a message stay lines, indented, so none can pass for an entry of its own.
+    message = "\n    ".join(escape(line) for line in str(entry.get("message", "")).split("\n"))
+    stamp, service = escape(str(entry.get("time", "?"))), escape(str(labels.get("service", "?")))
+    return f"{stamp} {service:8} {escape(str(entry.get('severity', '?'))):7} {tags}{message}"
 
 
 def _by_time(entries: list[dict[str, Any]], key: str) -> list[dict[str, Any]]:
@@ -265,17 +265,18 @@ def main(args: argparse.Namespace, *, logging_client: Any = None) -> int:
             if request_id != shown[0]:
                 shown[0] = request_id
                 print(f"-- request {request_id}", flush=args.follow)
+        # json.dumps escapes every control character (ensure_ascii); the rest is escaped.
         print(json.dumps(entry) if args.json else format_entry(entry), flush=args.follow)
 
     if not is_valid_request_id(args.request_id):
-        print(f"not a request id or job id: {args.request_id!r}", file=sys.stderr)
+        print(escape(f"not a request id or job id: {args.request_id!r}"), file=sys.stderr)
         return 2
     now = dt.datetime.now(dt.UTC)
     try:
         since_text = args.since or (CLOUD_DEFAULT_SINCE if args.project else None)
         since = parse_since(since_text, now) if since_text else None
     except ValueError as e:
-        print(str(e), file=sys.stderr)
+        print(escape(str(e)), file=sys.stderr)
         return 2
     where = f"Cloud Logging of {args.project}" if args.project else "the local log files"
     try:
@@ -290,7 +291,7 @@ def main(args: argparse.Namespace, *, logging_client: Any = None) -> int:
         print(_NO_CREDENTIALS, file=sys.stderr)
         return 2
     except (GoogleAuthError, GoogleAPICallError) as e:
-        print(f"cannot read {where}: {e}", file=sys.stderr)
+        print(escape(f"cannot read {where}: {e}"), file=sys.stderr)
         return 2
     if not found:
         what = "job" if is_job_id(args.request_id) else "request"

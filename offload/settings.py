@@ -24,6 +24,7 @@ from pydantic_settings import (
 )
 
 from offload.errors import ConfigError
+from offload.platform import LOCAL, detect_platform
 
 __all__ = ["ENV_PREFIX", "Settings", "load_settings", "markdown_table"]
 
@@ -404,13 +405,17 @@ class Settings(BaseSettings):
     worker_auth: Literal["appengine", "oidc"] = Field(
         "appengine",
         description=(
-            "How the worker proves a push came from Cloud Tasks: `appengine` (platform task "
-            "headers) or `oidc` (verified ID token)."
+            "How the worker proves a push came from Cloud Tasks: `appengine` (App Engine's task "
+            "headers: believed on App Engine, and locally only from loopback; refused at start "
+            "on Cloud Run or another host) or `oidc` (verified ID token). Pushes must name a "
+            "configured queue."
         ),
     )
 
-    # Not a setting: whether this runs on App Engine (GAE_ENV) or Cloud Run (K_SERVICE).
+    # Not settings: where this runs (offload.platform) and whether that is a hosting
+    # platform (App Engine, Cloud Run, another host) rather than a developer's machine.
     hosted: bool = Field(False, exclude=True)
+    platform: str = Field(LOCAL, exclude=True)
 
     @classmethod
     def settings_customise_sources(
@@ -463,9 +468,11 @@ def load_settings(
     env = os.environ if environ is None else environ
     fields = Settings.model_fields
     init = {k.lower(): v for k, v in (overrides or {}).items() if k.lower() in fields}
-    # Hosted on App Engine (GAE_ENV=standard) or Cloud Run (K_SERVICE): no local defaults.
+    # Hosted (App Engine, Cloud Run, another platform: offload.platform): no local defaults.
     # Real Cloud Tasks unless an emulator is named, and no log files on a read-only disk.
-    hosted = env.get("GAE_ENV", "").startswith("standard") or bool(env.get("K_SERVICE"))
+    platform = detect_platform(env)
+    init.setdefault("platform", platform)
+    hosted = platform != LOCAL
     if hosted:
         for name in ("tasks_emulator_host", "log_dir"):
             if ENV_PREFIX + name.upper() not in env:

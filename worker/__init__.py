@@ -5,12 +5,13 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from typing import Any
 
-from flask import Flask, Response, jsonify
+from flask import Flask
 
-from offload import webhook_dispatch
+from offload import readiness, webhook_dispatch
 from offload.enqueue import TaskQueue, dispatch_deadline_for
 from offload.errors import ConfigError
 from offload.flaskapp import base_app, get_settings, get_store
+from offload.readiness import Probe, store_check
 from offload.registry import JobType, get_registry
 from offload.settings import Settings
 from worker import cron, tasks, webhooks
@@ -70,10 +71,6 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
     tasks_queue = app.extensions.setdefault("offload.tasks", TaskQueue(get_settings(app)))
     webhook_dispatch.init_app(app, get_store(app), tasks_queue)
     app.register_blueprint(webhooks.bp)
-
-    @app.get("/healthz")
-    def healthz() -> Response:
-        """Liveness."""
-        return jsonify({"status": "ok"})
+    readiness.init_app(app, {"store": Probe("store", store_check(get_store(app)))})
 
     return app

@@ -27,6 +27,7 @@ from pydantic import BaseModel, ValidationError
 from offload.context import JobContext
 from offload.deadline import Deadline, enforce, hard_exit
 from offload.errors import CancelledError, DeadlineExceededError, PermanentError, TransientError
+from offload.jsondepth import MAX_JSON_DEPTH, too_deep
 from offload.registry import JobRegistry
 from offload.settings import Settings
 from offload.store import CANCELLED, FAILED, SUCCEEDED, Job, JobStore
@@ -58,6 +59,9 @@ def _error(kind: str, exc: BaseException | str) -> dict[str, Any]:
 
 
 def _jsonable(result: Any) -> Any:
+    # Bounded first: deeper results break pydantic's serializer and json (RecursionError).
+    if too_deep(result, MAX_JSON_DEPTH - 1) is not None:
+        raise ValueError(f"the result nests more than {MAX_JSON_DEPTH - 1} levels deep")
     if isinstance(result, BaseModel):
         return result.model_dump(mode="json")
     json.dumps(result)  # raises TypeError/ValueError if the job returned something odd
