@@ -182,6 +182,21 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("LOG_FILE_MAX_BYTES", 10 * 1024 * 1024, int, "Size at which a log file rotates."),
     Setting("LOG_FILE_BACKUPS", 3, int, "Rotated log files kept per service."),
     Setting(
+        "CONSOLE_SECRET_KEY",
+        "",
+        str,
+        "Signs the console's session cookies (random, 32+ characters; keep it in Secret "
+        "Manager). Required on App Engine and Cloud Run with `api_key` or `iap`; locally, "
+        "empty = read from (or first made in) CONSOLE_SECRET_KEY_FILE.",
+    ),
+    Setting(
+        "CONSOLE_SECRET_KEY_FILE",
+        "var/console-secret-key",
+        str,
+        "Local only: where the console's session key is kept when CONSOLE_SECRET_KEY is "
+        "empty, so sessions survive restarts and span processes.",
+    ),
+    Setting(
         "WORKER_AUTH",
         "appengine",
         str,

@@ -11,6 +11,7 @@ import datetime as dt
 import json
 import logging
 from collections.abc import Mapping
+from dataclasses import dataclass
 from typing import Any
 
 import grpc
@@ -22,7 +23,7 @@ from google.protobuf import duration_pb2, timestamp_pb2
 
 from offload.errors import ConfigError, EnqueueError
 
-__all__ = ["TaskEnvelope", "TaskQueue", "dispatch_deadline_for"]
+__all__ = ["QueueState", "TaskEnvelope", "TaskQueue", "dispatch_deadline_for"]
 
 log = logging.getLogger(__name__)
 
@@ -35,6 +36,25 @@ _RETRYABLE = (gexc.ServiceUnavailable, gexc.DeadlineExceeded, gexc.InternalServe
 def dispatch_deadline_for(budget_seconds: float, margin_seconds: float, target: str) -> float:
     """The task's dispatch_deadline: the job's budget plus a margin, in Cloud Tasks' range."""
     return min(max(budget_seconds + margin_seconds, _MIN_DISPATCH), _MAX_DISPATCH[target])
+
+
+# Reading the queue for the console: short, so a page never waits on an unreachable API.
+_STATE_TIMEOUT = 2.0
+_STATE_PAGES = 5  # ListTasks pages of 1,000 counted at most; more shows as "over 5,000"
+_QUEUE_STATES = {1: "running", 2: "paused", 3: "disabled"}
+
+
+@dataclass(frozen=True)
+class QueueState:
+    """What the console shows of the queue; ``error`` set when Cloud Tasks could not say."""
+
+    name: str
+    state: str | None = None
+    max_dispatches_per_second: float | None = None
+    max_concurrent_dispatches: int | None = None
+    pending: int | None = None
+    pending_more: bool = False  # more tasks than were counted
+    error: str | None = None
 
 
 class TaskEnvelope(dict[str, str]):
@@ -152,6 +172,38 @@ class TaskQueue:
         except (gexc.GoogleAPICallError, gexc.RetryError) as e:
             raise EnqueueError(f"could not delete task {task_name}: {e}") from e
         return True
+
+    def queue_state(self, *, timeout: float = _STATE_TIMEOUT) -> QueueState:
+        """The queue's state, rate and pending tasks (ListTasks pages, bounded), or why not."""
+        try:
+            queue = self.client.get_queue(name=self.queue_path, retry=None, timeout=timeout)
+            pending, more = 0, False
+            token = ""
+            for _ in range(_STATE_PAGES):
+                page = self.client.list_tasks(
+                    request={"parent": self.queue_path, "page_size": 1000, "page_token": token},
+                    retry=None,
+                    timeout=timeout,
+                )
+                # One page per call: the pager would fetch the next pages unbounded.
+                pending += len(page.tasks)
+                token = page.next_page_token
+                if not token:
+                    break
+            else:
+                more = True
+        except (gexc.GoogleAPICallError, gexc.RetryError) as e:
+            log.warning("cannot read queue %s: %s", self.queue_path, e)
+            code = getattr(e, "code", None)
+            return QueueState(self.queue_path, error=f"cannot reach Cloud Tasks ({code or e})")
+        return QueueState(
+            self.queue_path,
+            state=_QUEUE_STATES.get(int(queue.state), "unknown"),
+            max_dispatches_per_second=queue.rate_limits.max_dispatches_per_second,
+            max_concurrent_dispatches=queue.rate_limits.max_concurrent_dispatches,
+            pending=pending,
+            pending_more=more,
+        )
 
     def close(self) -> None:
         """Close the gRPC channel."""

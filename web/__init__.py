@@ -9,7 +9,7 @@ from flask import Flask
 
 from offload.enqueue import TaskQueue
 from offload.flaskapp import base_app
-from web import api, openapi, security
+from web import api, console, openapi, security
 
 __all__ = ["create_app"]
 
@@ -21,4 +21,5 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
     security.init_app(app)
     app.register_blueprint(api.bp)
     app.register_blueprint(openapi.bp)
+    console.init_app(app)
     return app

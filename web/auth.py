@@ -125,6 +125,10 @@ class ApiKeyAuth:
             )
         return found
 
+    def knows(self, principal: Principal) -> bool:
+        """Whether a key of this principal, with this role, is still configured."""
+        return any(p == principal for _, p in self._keys)
+
 
 class _JwksCache:
     """IAP's public keys (JWK set), refreshed every few minutes or on an unknown key id."""

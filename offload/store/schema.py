@@ -91,6 +91,8 @@ jobs = Table(
     Index("ix_offload_jobs_owner_status_id", "owner", "status", "id"),
     # Expiry finds finished jobs by age.
     Index("ix_offload_jobs_finished_at", "finished_at"),
+    # The console finds the jobs of one request (a client quotes its X-Request-ID).
+    Index("ix_offload_jobs_request_id", "request_id"),
 )
 
 attempts = Table(

@@ -1,0 +1,71 @@
+// Live status of a job's page: the job resource polled every second until it finishes.
+// Values go in with textContent only, so nothing from a job is ever parsed as HTML.
+"use strict";
+
+(function () {
+  const live = document.getElementById("live");
+  if (!live || live.dataset.finished === "yes") {
+    return;
+  }
+  const url = live.dataset.liveUrl;
+  const field = (name) => live.querySelector('[data-field="' + name + '"]');
+  const setText = (name, value) => {
+    const el = field(name);
+    if (el) {
+      el.textContent = value === null || value === undefined ? "" : String(value);
+    }
+  };
+  const finished = new Set(["succeeded", "failed", "cancelled"]);
+
+  function show(job) {
+    const status = field("status");
+    if (status) {
+      status.textContent = job.status;
+      status.className = "status status-" + job.status;
+    }
+    setText("reason", job.reason);
+    setText("attempts", job.attempts + " of " + job.max_attempts);
+    setText("started_at", job.started_at);
+    setText("finished_at", job.finished_at);
+    const fraction = job.progress ? Number(job.progress.fraction) || 0 : 0;
+    const bar = field("progress");
+    if (bar) {
+      bar.value = fraction;
+      bar.textContent = Math.round(fraction * 100) + "%";
+    }
+    setText("progress-percent", Math.round(fraction * 100) + "%");
+    setText("progress-message", job.progress ? job.progress.message : "");
+  }
+
+  let failures = 0;
+  async function poll() {
+    try {
+      const answer = await fetch(url, {
+        credentials: "same-origin",
+        headers: { Accept: "application/json" },
+        cache: "no-store",
+      });
+      if (answer.status === 401 || answer.status === 404) {
+        setText("live-note", "Not updating: sign in again or reload.");
+        return;
+      }
+      if (!answer.ok) {
+        throw new Error("HTTP " + answer.status);
+      }
+      const job = await answer.json();
+      failures = 0;
+      show(job);
+      if (finished.has(job.status)) {
+        // Result, error and attempt log are drawn by the server: load the final page.
+        setText("live-note", "Finished.");
+        window.location.reload();
+        return;
+      }
+    } catch (e) {
+      failures += 1;
+      setText("live-note", "Updating live (connection lost, retrying).");
+    }
+    window.setTimeout(poll, Math.min(1000 * (failures + 1), 10000));
+  }
+  window.setTimeout(poll, 1000);
+})();
