@@ -61,8 +61,8 @@ def _list_query() -> tuple[ListQuery, str | None]:
         return ListQuery(), f"Ignored an invalid filter: {bad}."
 
 
-@bp.get("")
 @bp.get("/")
+@bp.get("")  # registered first: the one url_for builds
 def list_jobs() -> BaseResponse | tuple[str, int]:
     """The jobs list, newest first, with the last hour's overview and the queue's state."""
     principal = _principal()
