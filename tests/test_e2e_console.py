@@ -40,7 +40,7 @@ CSP = (
     "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
     "connect-src 'self'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'"
 )
-HOSTILE = "<script>window.__pwned = 1</script><img src=x onerror=\"window.__pwned = 2\">"
+HOSTILE = '<script>window.__pwned = 1</script><img src=x onerror="window.__pwned = 2">'
 SCREENSHOT = ROOT / "docs" / "console.png"
 
 
@@ -164,8 +164,7 @@ def test_the_job_page_shows_progress_moving_without_a_reload(admin: Any, stack: 
     first = admin.evaluate(f"() => document.querySelector('{progress}').value")
     assert first < 1
     admin.wait_for_function(
-        f"() => document.querySelector('{progress}').value > {first}"
-        " && window.__same_page === true"
+        f"() => document.querySelector('{progress}').value > {first} && window.__same_page === true"
     )
     # Once finished the page reloads itself to show the result and the attempt log.
     admin.wait_for_function(
@@ -260,9 +259,7 @@ def test_hostile_values_are_shown_as_text_and_never_run(admin: Any, stack: Stack
     assert admin.evaluate("() => window.__pwned") is None
 
 
-def test_posts_without_the_token_or_from_another_site_are_refused(
-    admin: Any, stack: Stack
-) -> None:
+def test_posts_without_the_token_or_from_another_site_are_refused(admin: Any, stack: Stack) -> None:
     job_id = submit(stack, {"type": "demo.echo", "payload": {}, "delay_seconds": 600})
     # The browser's own cookies, but no token: refused.
     answer = admin.context.request.post(f"{stack.web_url}/console/jobs/{job_id}/cancel", form={})
@@ -328,9 +325,7 @@ def test_the_console_works_from_the_keyboard_and_on_a_phone(browser: Any, stack:
     assert outline == "solid"  # a visible focus ring
     for path in ("/console", f"/console/jobs/{submit(stack, {'type': 'demo.echo'})}"):
         page.goto(stack.web_url + path)
-        overflow = page.evaluate(
-            "() => document.documentElement.scrollWidth - window.innerWidth"
-        )
+        overflow = page.evaluate("() => document.documentElement.scrollWidth - window.innerWidth")
         assert overflow <= 0, f"{path} is wider than a phone's screen by {overflow}px"
     context.close()
 
