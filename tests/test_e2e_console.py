@@ -19,8 +19,8 @@ from typing import Any
 import pytest
 import requests
 
+from offload.keys import hash_key
 from tests.processes import ROOT, Stack, free_port, make_stack
-from web.auth import hash_key
 
 pytestmark = pytest.mark.e2e
 

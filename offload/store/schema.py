@@ -28,7 +28,7 @@ __all__ = ["SCHEMA_REVISION", "VERSION_TABLE", "attempts", "jobs", "metadata"]
 # The newest migration (offload/store/migrations/versions/): services refuse to serve on
 # a database behind it. Revisions are numbered, so "behind" is a comparison; a test
 # checks that this is the migrations' head and that the tables below match them.
-SCHEMA_REVISION = "0001"
+SCHEMA_REVISION = "0002"
 # Alembic's version table, with the project's prefix (the database may be shared).
 VERSION_TABLE = "offload_schema_version"
 
