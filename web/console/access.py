@@ -92,7 +92,7 @@ def _authenticate() -> BaseResponse | None:
     if isinstance(auth, ApiKeyAuth):
         principal = _session_principal(auth)
         if principal is None:
-            if request.endpoint == "console.job_json":
+            if request.endpoint in ("console.job_json", "console.job_events"):
                 raise ProblemError(401, "Unauthorized", "sign in to the console again")
             return redirect(url_for("console.sign_in", next=request.full_path.rstrip("?")))
     else:

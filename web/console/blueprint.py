@@ -36,7 +36,7 @@ def _headers(response: Response) -> Response:
 @bp.errorhandler(ProblemError)
 def _problem(e: ProblemError) -> Response | tuple[str, int, dict[str, str]]:
     """An HTML page for the API's errors raised while serving the console."""
-    if request.endpoint == "console.job_json":  # read by the page's script: stays JSON
+    if request.endpoint in ("console.job_json", "console.job_events"):  # read by script
         return problem_response(e.status, e.title, e.detail, slug=e.slug, headers=e.headers)
     page = render_template("console/error.html", status=e.status, title=e.title, detail=e.detail)
     headers = {k: v for k, v in e.headers.items() if k == "Retry-After"}

@@ -14,6 +14,7 @@ from offload.enqueue import TaskQueue
 from offload.flaskapp import get_store
 from offload.ids import is_job_id
 from offload.logsearch import LogSearchError, request_entries
+from offload.problems import ProblemError
 from offload.requestctx import is_valid_request_id
 from offload.store import FAILED, FINISHED, STATUSES, utcnow
 from offload.store.overview import by_request_id, finished_per_minute, status_counts
@@ -127,6 +128,7 @@ def job_page(job_id: str) -> str:
         steps=job.get("steps"),
         runs=job.get("runs"),
         may_act=_principal().may("submit"),
+        events=_has_events(),
     )
 
 
@@ -134,6 +136,24 @@ def job_page(job_id: str) -> str:
 def job_json(job_id: str) -> Response:
     """The job resource for the page's live view (the API's answer, session-authenticated)."""
     return api.get_job(job_id)
+
+
+# The API's event stream (SSE), when this build has it: the live view then listens
+# instead of polling. Looked up, not imported, so the console works with or without it.
+_EVENTS_ENDPOINT = "stream.stream_job_events"
+
+
+def _has_events() -> bool:
+    return _EVENTS_ENDPOINT in current_app.view_functions
+
+
+@bp.get("/jobs/<job_id>/events")
+def job_events(job_id: str) -> Response:
+    """The API's event stream of the job, session-authenticated (404 without the stream)."""
+    if not _has_events():
+        raise ProblemError.not_found(f"an event stream of job {job_id}")
+    response: Response = current_app.view_functions[_EVENTS_ENDPOINT](job_id=job_id)
+    return response
 
 
 @bp.get("/jobs/<job_id>/logs")

@@ -1,4 +1,6 @@
-// Live status of a job's page: the job resource polled every second until it finishes.
+// Live status of a job's page. With the API's event stream (data-events-url), each event
+// makes the page read the job resource once; without it, or when the stream fails, the
+// resource is polled every second. Either way it stops when the job finishes.
 // Values go in with textContent only, so nothing from a job is ever parsed as HTML.
 "use strict";
 
@@ -38,34 +40,81 @@
   }
 
   let failures = 0;
+  let stopped = false;
+
+  // Reads the job once; true while it is still running.
+  async function refresh() {
+    const answer = await fetch(url, {
+      credentials: "same-origin",
+      headers: { Accept: "application/json" },
+      cache: "no-store",
+    });
+    if (answer.status === 401 || answer.status === 404) {
+      setText("live-note", "Not updating: sign in again or reload.");
+      stopped = true;
+      return false;
+    }
+    if (!answer.ok) {
+      throw new Error("HTTP " + answer.status);
+    }
+    const job = await answer.json();
+    show(job);
+    if (finished.has(job.status)) {
+      // Result, error and attempt log are drawn by the server: load the final page.
+      setText("live-note", "Finished.");
+      stopped = true;
+      window.location.reload();
+      return false;
+    }
+    return true;
+  }
+
   async function poll() {
+    if (stopped) {
+      return;
+    }
     try {
-      const answer = await fetch(url, {
-        credentials: "same-origin",
-        headers: { Accept: "application/json" },
-        cache: "no-store",
-      });
-      if (answer.status === 401 || answer.status === 404) {
-        setText("live-note", "Not updating: sign in again or reload.");
+      if (!(await refresh())) {
         return;
       }
-      if (!answer.ok) {
-        throw new Error("HTTP " + answer.status);
-      }
-      const job = await answer.json();
       failures = 0;
-      show(job);
-      if (finished.has(job.status)) {
-        // Result, error and attempt log are drawn by the server: load the final page.
-        setText("live-note", "Finished.");
-        window.location.reload();
-        return;
-      }
     } catch (e) {
       failures += 1;
       setText("live-note", "Updating live (connection lost, retrying).");
     }
     window.setTimeout(poll, Math.min(1000 * (failures + 1), 10000));
   }
-  window.setTimeout(poll, 1000);
+
+  function listen(eventsUrl) {
+    const source = new EventSource(eventsUrl);
+    let opened = false;
+    let errors = 0;
+    const onEvent = () => {
+      refresh().catch(() => undefined);
+    };
+    source.onopen = () => {
+      opened = true;
+      errors = 0;
+    };
+    ["status", "progress", "attempt", "finished"].forEach((kind) => {
+      source.addEventListener(kind, onEvent);
+    });
+    source.onerror = () => {
+      errors += 1;
+      // EventSource reconnects by itself (Last-Event-ID); give up on it only if it
+      // never opened or keeps failing, and poll instead.
+      if (!opened || errors > 3) {
+        source.close();
+        if (!stopped) {
+          window.setTimeout(poll, 1000);
+        }
+      }
+    };
+  }
+
+  if (live.dataset.eventsUrl && window.EventSource) {
+    listen(live.dataset.eventsUrl);
+  } else {
+    window.setTimeout(poll, 1000);
+  }
 })();

@@ -1,0 +1,318 @@
+"""The console in process: sessions, CSRF, configuration, the store's overview queries,
+the queue's state through the real client (emulator), and the chart."""
+
+from __future__ import annotations
+
+import datetime as dt
+import re
+import stat
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from flask import Flask
+from flask.testing import FlaskClient
+
+from offload.enqueue import TaskEnvelope, TaskQueue
+from offload.errors import ConfigError
+from offload.ids import new_job_id
+from offload.keys import hash_key
+from offload.store import FAILED, SUCCEEDED, JobStore, NewJob, utcnow
+from offload.store.overview import by_request_id, finished_per_minute, status_counts
+from tests.conftest import LOCATION, PROJECT, QUEUE, Stack, app_config
+from web import create_app
+from web.console.chart import minute_chart
+from web.console.sessions import load_or_make_key
+
+SECRET = "unit-test-console-session-key-" + "s" * 32
+ALICE = "unit-alice-key"
+
+
+def keyed(tmp: Path, emulator: Stack, keys: str | None = None, **extra: Any) -> Flask:
+    return create_app(
+        app_config(
+            tmp,
+            TASKS_EMULATOR_HOST=f"127.0.0.1:{emulator.emulator_port}",
+            API_AUTH="api_key",
+            API_KEYS=keys or f"alice:{hash_key(ALICE)}:submit",
+            CONSOLE_SECRET_KEY=SECRET,
+            **extra,
+        )
+    )
+
+
+@pytest.fixture
+def app(tmp_path: Path, emulator: Stack) -> Iterator[Flask]:
+    a = keyed(tmp_path, emulator)
+    yield a
+    a.extensions["offload.tasks"].close()
+    a.extensions["offload.store"].dispose()
+
+
+def token(client: FlaskClient, path: str = "/console/signin") -> str:
+    match = re.search(r'name="csrf_token" value="([^"]+)"', client.get(path).text)
+    assert match, "no CSRF field on " + path
+    return match.group(1)
+
+
+def signed_in(app: Flask, key: str = ALICE) -> FlaskClient:
+    client = app.test_client()
+    r = client.post(
+        "/console/signin", data={"key": key, "csrf_token": token(client), "next": "/console"}
+    )
+    assert r.status_code == 302 and r.headers["Location"] == "/console"
+    return client
+
+
+def test_the_api_keeps_no_session_and_console_pages_carry_their_own_csp(app: Flask) -> None:
+    client = app.test_client()
+    api = client.get("/jobs", headers={"Authorization": f"Bearer {ALICE}"})
+    assert api.status_code == 200 and "Set-Cookie" not in api.headers
+    assert api.headers["Content-Security-Policy"].startswith("default-src 'none'")
+    page = client.get("/console/signin")
+    assert "script-src 'self'" in page.headers["Content-Security-Policy"]
+    assert page.headers["X-Frame-Options"] == "DENY"
+    cookie = page.headers["Set-Cookie"]
+    for attribute in ("Secure", "HttpOnly", "SameSite=Strict", "Path=/console"):
+        assert attribute in cookie
+    assert "<script>" not in page.text  # scripts only by src
+    assert "style=" not in page.text
+
+
+def test_pages_need_a_session_and_bad_keys_are_refused(app: Flask) -> None:
+    client = app.test_client()
+    r = client.get("/console/jobs/" + new_job_id())
+    assert r.status_code == 302 and r.headers["Location"].startswith("/console/signin?next=")
+    r = client.post("/console/signin", data={"key": "wrong", "csrf_token": token(client)})
+    assert r.status_code == 401 and "not valid" in r.text
+    assert client.get("/console/jobs/x.json").status_code == 401  # JSON for the script
+
+
+def test_sign_in_never_redirects_to_another_site(app: Flask) -> None:
+    for target in ("//evil.example/console", "https://evil.example/console", "/jobs"):
+        client = app.test_client()
+        r = client.post(
+            "/console/signin",
+            data={"key": ALICE, "csrf_token": token(client), "next": target},
+        )
+        assert r.headers["Location"] == "/console", target
+
+
+def test_every_post_needs_the_sessions_token(app: Flask) -> None:
+    client = signed_in(app)
+    job_id = new_job_id()
+    for data in ({}, {"csrf_token": "forged"}):
+        r = client.post(f"/console/jobs/{job_id}/cancel", data=data)
+        assert r.status_code == 403 and "security token" in r.text
+    r = client.post(
+        f"/console/jobs/{job_id}/cancel",
+        data={"csrf_token": token(client, "/console")},
+        headers={"Origin": "https://evil.example"},
+    )
+    assert r.status_code == 403 and "another site" in r.text
+    # With the token, the action runs (and the API's own 404 comes back as a page).
+    r = client.post(
+        f"/console/jobs/{job_id}/cancel", data={"csrf_token": token(client, "/console")}
+    )
+    assert r.status_code == 404 and "text/html" in r.headers["Content-Type"]
+
+
+def test_removing_a_key_signs_its_sessions_out(tmp_path: Path, emulator: Stack) -> None:
+    first = keyed(tmp_path, emulator)
+    client = signed_in(first)
+    cookie = client.get_cookie("offload_console", path="/console")
+    assert cookie is not None
+    assert client.get("/console").status_code == 200
+    # The same secret, but alice's key is gone (and bob's role differs): the cookie is void.
+    later = keyed(tmp_path, emulator, keys=f"bob:{hash_key('b')}:admin")
+    other = later.test_client()
+    other.set_cookie("offload_console", cookie.value, path="/console")
+    assert other.get("/console").status_code == 302
+    for a in (first, later):
+        a.extensions["offload.tasks"].close()
+        a.extensions["offload.store"].dispose()
+
+
+def test_hosted_console_needs_a_long_session_secret(tmp_path: Path) -> None:
+    keys = f"alice:{hash_key(ALICE)}"
+    with pytest.raises(ConfigError, match="OFFLOAD_CONSOLE_SECRET_KEY"):
+        create_app(app_config(tmp_path, API_AUTH="api_key", API_KEYS=keys, HOSTED=True))
+    with pytest.raises(ConfigError, match="32"):
+        create_app(
+            app_config(tmp_path, API_AUTH="api_key", API_KEYS=keys, CONSOLE_SECRET_KEY="short")
+        )
+
+
+def test_the_local_session_key_is_made_once_for_every_process(tmp_path: Path) -> None:
+    path = tmp_path / "var" / "console-secret-key"
+    keys: list[str] = []
+    threads = [
+        threading.Thread(target=lambda: keys.append(load_or_make_key(path))) for _ in range(8)
+    ]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert len(set(keys)) == 1 and len(keys[0]) >= 32
+    assert stat.S_IMODE(path.stat().st_mode) == 0o600
+    assert load_or_make_key(path) == keys[0]  # a restart reads the same key
+    assert [p.name for p in path.parent.iterdir()] == ["console-secret-key"]
+
+
+def test_without_auth_the_console_is_open_and_the_key_file_made_on_first_use(
+    tmp_path: Path, emulator: Stack
+) -> None:
+    key_file = tmp_path / "key"
+    app = create_app(
+        app_config(
+            tmp_path,
+            TASKS_EMULATOR_HOST=f"127.0.0.1:{emulator.emulator_port}",
+            CONSOLE_SECRET_KEY_FILE=str(key_file),
+        )
+    )
+    client = app.test_client()
+    assert client.get("/healthz").status_code == 200
+    assert not key_file.exists()  # the API never needs it
+    r = client.get("/console")
+    assert r.status_code == 200 and "anonymous" in r.text
+    assert key_file.exists()
+    app.extensions["offload.tasks"].close()
+    app.extensions["offload.store"].dispose()
+
+
+# -- the queue, through the real client -------------------------------------------------
+
+
+def queue_config(emulator_host: str) -> dict[str, Any]:
+    from offload.config import load_config
+
+    return load_config(
+        {
+            "PROJECT_ID": PROJECT,
+            "LOCATION": LOCATION,
+            "QUEUE": QUEUE,
+            "TASKS_EMULATOR_HOST": emulator_host,
+        }
+    )
+
+
+def test_queue_state_counts_pending_tasks_and_sees_a_pause(emulator: Stack) -> None:
+    tasks = TaskQueue(queue_config(f"127.0.0.1:{emulator.emulator_port}"))
+    admin = emulator.tasks_client()
+    try:
+        before = tasks.queue_state()
+        assert before.error is None and before.state == "running"
+        assert before.max_dispatches_per_second == 500
+        later = utcnow() + dt.timedelta(hours=1)
+        for _ in range(3):
+            job_id = new_job_id()
+            tasks.enqueue(
+                task_id=f"console-{job_id}",
+                envelope=TaskEnvelope.make(job_id=job_id, job_type="demo.echo", request_id="r"),
+                headers={},
+                budget_seconds=10,
+                schedule_time=later,
+            )
+        assert tasks.queue_state().pending == (before.pending or 0) + 3
+        admin.pause_queue(name=tasks.queue_path)
+        assert tasks.queue_state().state == "paused"
+    finally:
+        admin.resume_queue(name=tasks.queue_path)
+        tasks.close()
+
+
+def test_queue_state_says_unavailable_when_cloud_tasks_cannot_be_reached() -> None:
+    from tests.processes import free_port
+
+    tasks = TaskQueue(queue_config(f"127.0.0.1:{free_port()}"))
+    try:
+        start = time.monotonic()
+        state = tasks.queue_state(timeout=1.0)
+        assert state.error is not None and "cannot reach Cloud Tasks" in state.error
+        assert state.state is None and time.monotonic() - start < 10
+    finally:
+        tasks.close()
+
+
+# -- the store's overview ----------------------------------------------------------------
+
+
+@pytest.fixture
+def store(store_url: str) -> Iterator[JobStore]:
+    from offload.store import migrate
+
+    migrate.upgrade(store_url)
+    s = JobStore(store_url)
+    yield s
+    s.dispose()
+
+
+def add_job(store: JobStore, *, request_id: str = "req-1", owner: str = "key:a") -> str:
+    job_id = new_job_id()
+    store.insert(
+        NewJob(
+            id=job_id,
+            type="demo.echo",
+            payload={},
+            request_id=request_id,
+            trace=None,
+            max_attempts=3,
+            deadline_seconds=10.0,
+            task_name=f"q/tasks/{job_id}",
+            owner=owner,
+        )
+    )
+    return job_id
+
+
+def finish(store: JobStore, job_id: str, status: str) -> None:
+    claim = store.claim(job_id, attempt=1, lease_seconds=60)
+    assert claim.won and claim.token
+    store.finish(job_id, claim.token, status=status, outcome=status)
+
+
+def test_overview_counts_jobs_by_status_and_finishes_per_minute(store: JobStore) -> None:
+    done = [add_job(store) for _ in range(3)]
+    finish(store, done[0], SUCCEEDED)
+    finish(store, done[1], SUCCEEDED)
+    finish(store, done[2], FAILED)
+    add_job(store, owner="key:b")
+    since = utcnow() - dt.timedelta(hours=1)
+    assert status_counts(store, since=since) == {"succeeded": 2, "failed": 1, "queued": 1}
+    assert status_counts(store, since=since, owner="key:b") == {"queued": 1}
+    assert status_counts(store, since=utcnow() + dt.timedelta(seconds=1)) == {}
+    minute = utcnow().strftime("%Y-%m-%dT%H:%M")
+    per_minute = finished_per_minute(store, since=since)
+    assert sum(per_minute.values()) == 3
+    assert {k[1] for k in per_minute} == {"succeeded", "failed"}
+    assert all(k[0] <= minute for k in per_minute)
+
+
+def test_jobs_are_found_by_their_request_id(store: JobStore) -> None:
+    mine = [add_job(store, request_id="req-many") for _ in range(2)]
+    theirs = add_job(store, request_id="req-many", owner="key:b")
+    add_job(store, request_id="req-other")
+    found = [j.id for j in by_request_id(store, "req-many")]
+    assert found == sorted([*mine, theirs], reverse=True)
+    assert [j.id for j in by_request_id(store, "req-many", owner="key:a")] == mine[::-1]
+    assert by_request_id(store, "nothing") == []
+
+
+def test_the_chart_stacks_outcomes_per_minute_in_the_last_hour() -> None:
+    now = dt.datetime(2026, 12, 1, 12, 30, 20, tzinfo=dt.UTC)
+    counts = {
+        ("2026-12-01T12:30", "succeeded"): 4,
+        ("2026-12-01T12:30", "failed"): 2,
+        ("2026-12-01T11:31", "cancelled"): 1,
+        ("2026-12-01T11:30", "succeeded"): 9,  # an hour and a bit ago: outside
+    }
+    chart = minute_chart(counts, now)
+    assert chart.peak == 6
+    assert chart.totals == {"succeeded": 4, "failed": 2, "cancelled": 1}
+    assert (chart.first_minute, chart.last_minute) == ("11:31", "12:30")
+    last = [b for b in chart.bars if b.x > chart.width - 10]
+    assert [b.outcome for b in last] == ["succeeded", "failed"]
+    assert sum(b.height for b in last) == pytest.approx(chart.height - 12)
