@@ -152,7 +152,8 @@ def job_events(job_id: str) -> Response:
     """The API's event stream of the job, session-authenticated (404 without the stream)."""
     if not _has_events():
         raise ProblemError.not_found(f"an event stream of job {job_id}")
-    response: Response = current_app.view_functions[_EVENTS_ENDPOINT](job_id=job_id)
+    response = current_app.view_functions[_EVENTS_ENDPOINT](job_id=job_id)
+    assert isinstance(response, Response)
     return response
 
 
