@@ -12,6 +12,7 @@ __all__ = [
     "ConfigError",
     "DeadlineExceededError",
     "EnqueueError",
+    "EnvelopeError",
     "JobError",
     "OffloadError",
     "PermanentError",
@@ -34,6 +35,10 @@ class StoreError(OffloadError):
 
 class EnqueueError(OffloadError):
     """Cloud Tasks did not accept the task; the submission may be retried later."""
+
+
+class EnvelopeError(OffloadError):
+    """A task's body is not an envelope Offload wrote; the push is dropped (never retried)."""
 
 
 class JobError(OffloadError):

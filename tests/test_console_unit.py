@@ -20,6 +20,7 @@ from offload.enqueue import TaskEnvelope, TaskQueue
 from offload.errors import ConfigError
 from offload.ids import new_job_id
 from offload.keys import hash_key
+from offload.settings import Settings
 from offload.store import FAILED, SUCCEEDED, JobStore, NewJob, utcnow
 from offload.store.overview import by_request_id, finished_per_minute, status_counts
 from tests.conftest import LOCATION, PROJECT, QUEUE, Stack, app_config
@@ -186,10 +187,10 @@ def test_without_auth_the_console_is_open_and_the_key_file_made_on_first_use(
 # -- the queue, through the real client -------------------------------------------------
 
 
-def queue_config(emulator_host: str) -> dict[str, Any]:
-    from offload.config import load_config
+def queue_config(emulator_host: str) -> Settings:
+    from offload.settings import load_settings
 
-    return load_config(
+    return load_settings(
         {
             "PROJECT_ID": PROJECT,
             "LOCATION": LOCATION,

@@ -19,7 +19,6 @@ from __future__ import annotations
 import json
 import logging
 import time
-from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -28,7 +27,8 @@ from pydantic import BaseModel, ValidationError
 from offload.context import JobContext
 from offload.deadline import Deadline, enforce, hard_exit
 from offload.errors import CancelledError, DeadlineExceededError, PermanentError, TransientError
-from offload.registry import get_job_type
+from offload.registry import JobRegistry
+from offload.settings import Settings
 from offload.store import CANCELLED, FAILED, SUCCEEDED, Job, JobStore
 
 __all__ = ["Delivery", "Outcome", "run_delivery"]
@@ -64,7 +64,9 @@ def _jsonable(result: Any) -> Any:
     return result
 
 
-def run_delivery(store: JobStore, config: Mapping[str, Any], delivery: Delivery) -> Outcome:
+def run_delivery(
+    store: JobStore, settings: Settings, registry: JobRegistry, delivery: Delivery
+) -> Outcome:
     """Claim the job, run its handler under its deadline, record and classify the outcome."""
     job = store.get(delivery.job_id, with_attempts=False)
     if job is None:
@@ -77,7 +79,7 @@ def run_delivery(store: JobStore, config: Mapping[str, Any], delivery: Delivery)
         log.info("job %s already %s: duplicate delivery answered 204", job.id, job.status)
         return Outcome(False, f"already {job.status}")
 
-    job_type = get_job_type(job.type)
+    job_type = registry.get(job.type)
     if job_type is None:
         store.fail_unclaimed(
             job.id,
@@ -115,8 +117,8 @@ def run_delivery(store: JobStore, config: Mapping[str, Any], delivery: Delivery)
     # Until gunicorn's timeout has surely killed a runner stuck where no signal reaches
     # it, nobody else may take the job; a runner that ends normally releases it at once.
     lease = max(
-        budget + float(config["DISPATCH_MARGIN_SECONDS"]),
-        float(config["WORKER_TIMEOUT_SECONDS"]) + 5.0,
+        budget + settings.dispatch_margin_seconds,
+        settings.worker_timeout_seconds + 5.0,
     )
     claim = store.claim(job.id, attempt=delivery.attempt, lease_seconds=lease)
     if not claim.won or claim.token is None or claim.job is None:
@@ -144,7 +146,7 @@ def run_delivery(store: JobStore, config: Mapping[str, Any], delivery: Delivery)
         deadline=deadline,
         save_progress=lambda f, m: store.set_progress(job.id, token, f, m),
         read_cancel_requested=lambda: store.cancel_requested(job.id),
-        progress_interval=float(config["PROGRESS_INTERVAL_SECONDS"]),
+        progress_interval=settings.progress_interval_seconds,
     )
     log.info(
         "attempt %d started (run %d of %d), budget %gs",
@@ -157,7 +159,7 @@ def run_delivery(store: JobStore, config: Mapping[str, Any], delivery: Delivery)
     try:
         with enforce(
             deadline,
-            hard_grace=float(config["HARD_GRACE_SECONDS"]),
+            hard_grace=settings.hard_grace_seconds,
             on_hard_limit=lambda: _hard_stop(store, job, token, ctx),
         ):
             if job.cancel_requested:  # the claimed row says so: no need to ask the store

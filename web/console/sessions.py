@@ -21,6 +21,7 @@ from flask.sessions import SecureCookieSession, SecureCookieSessionInterface
 from itsdangerous import URLSafeTimedSerializer
 
 from offload.errors import ConfigError
+from offload.flaskapp import get_settings
 from web.console.blueprint import PREFIX
 
 __all__ = ["ConsoleSessions", "init_app", "load_or_make_key"]
@@ -90,16 +91,16 @@ class ConsoleSessions(SecureCookieSessionInterface):
 
 def init_app(app: Flask) -> None:
     """Cookie settings and the session interface of the console."""
-    secret = str(app.config.get("CONSOLE_SECRET_KEY") or "")
-    auth = str(app.config.get("API_AUTH"))
-    if app.config.get("HOSTED") and auth in ("api_key", "iap") and not secret:
+    settings = get_settings(app)
+    secret = settings.console_secret_key.get_secret_value()
+    if settings.hosted and settings.api_auth in ("api_key", "iap") and not secret:
         raise ConfigError(
             "the console needs OFFLOAD_CONSOLE_SECRET_KEY on App Engine and Cloud Run "
             "(a random string of 32+ characters, from Secret Manager)"
         )
     if secret and len(secret) < _MIN_KEY_CHARS:
         raise ConfigError(f"OFFLOAD_CONSOLE_SECRET_KEY must have {_MIN_KEY_CHARS}+ characters")
-    settings: dict[str, Any] = {
+    cookie: dict[str, Any] = {
         "SESSION_COOKIE_NAME": "offload_console",
         "SESSION_COOKIE_PATH": PREFIX,
         "SESSION_COOKIE_SECURE": True,
@@ -107,5 +108,5 @@ def init_app(app: Flask) -> None:
         "SESSION_COOKIE_SAMESITE": "Strict",
         "PERMANENT_SESSION_LIFETIME": SESSION_LIFETIME,
     }
-    app.config.update(settings)
-    app.session_interface = ConsoleSessions(secret, str(app.config["CONSOLE_SECRET_KEY_FILE"]))
+    app.config.update(cookie)
+    app.session_interface = ConsoleSessions(secret, settings.console_secret_key_file)

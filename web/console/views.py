@@ -11,7 +11,7 @@ from pydantic import ValidationError
 from werkzeug.wrappers import Response as BaseResponse
 
 from offload.enqueue import TaskQueue
-from offload.flaskapp import get_store
+from offload.flaskapp import get_settings, get_store
 from offload.ids import is_job_id
 from offload.logsearch import LogSearchError, request_entries
 from offload.problems import ProblemError
@@ -161,10 +161,10 @@ def job_events(job_id: str) -> Response:
 def job_logs(job_id: str) -> tuple[str, int]:
     """The log lines of the request that submitted the job (which the worker's lines share)."""
     job = job_resource(job_id)
-    config = current_app.config
-    log_dir, project = str(config["LOG_DIR"]), ""
-    if not log_dir and config.get("HOSTED"):
-        project = str(config["PROJECT_ID"])
+    settings = get_settings(current_app)
+    log_dir, project = settings.log_dir, ""
+    if not log_dir and settings.hosted:
+        project = settings.project_id
     since = dt.datetime.fromisoformat(job["created_at"]) - dt.timedelta(minutes=1)
     entries: list[dict[str, Any]] = []
     error = None
