@@ -24,6 +24,7 @@ from offload.settings import Settings
 from offload.store import FAILED, SUCCEEDED, JobStore, NewJob, utcnow
 from offload.store.overview import by_request_id, finished_per_minute, status_counts
 from tests.conftest import LOCATION, PROJECT, QUEUE, Stack, app_config
+from tests.test_web_security import IAP_AUD, iap_keys, iap_token  # noqa: F401 - a fixture
 from web import create_app
 from web.console.chart import minute_chart
 from web.console.sessions import load_or_make_key
@@ -317,3 +318,57 @@ def test_the_chart_stacks_outcomes_per_minute_in_the_last_hour() -> None:
     last = [b for b in chart.bars if b.x > chart.width - 10]
     assert [b.outcome for b in last] == ["succeeded", "failed"]
     assert sum(b.height for b in last) == pytest.approx(chart.height - 12)
+
+
+# -- IAP, and what the job page shows ------------------------------------------------------
+
+
+def test_with_iap_the_browser_is_signed_in_by_its_header(
+    tmp_path: Path,
+    emulator: Stack,
+    iap_keys: tuple[Any, str],  # noqa: F811 - the fixture imported above
+) -> None:
+    key, url = iap_keys
+    app = create_app(
+        app_config(
+            tmp_path,
+            TASKS_EMULATOR_HOST=f"127.0.0.1:{emulator.emulator_port}",
+            API_AUTH="iap",
+            IAP_AUDIENCE=IAP_AUD,
+            IAP_CERTS_URL=url,
+            CONSOLE_SECRET_KEY=SECRET,
+        )
+    )
+    client = app.test_client()
+    header = {"X-Goog-IAP-JWT-Assertion": iap_token(key, "op@example.com")}
+    assert client.get("/console").status_code == 401  # no header: IAP was bypassed
+    page = client.get("/console", headers=header)
+    assert page.status_code == 200 and "iap:op@example.com" in page.text
+    assert "Sign out" not in page.text  # IAP signs people in and out, not the console
+    assert client.get("/console/signin").headers["Location"] == "/console"
+    app.extensions["offload.tasks"].close()
+    app.extensions["offload.store"].dispose()
+
+
+def test_steps_and_runs_are_shown_when_the_job_has_them(
+    client: FlaskClient, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from web.console import views
+
+    job_id = client.post("/jobs", json={"type": "demo.echo", "delay_seconds": 600}).get_json()["id"]
+    plain = client.get(f"/console/jobs/{job_id}")
+    assert plain.status_code == 200 and "<h2>Steps</h2>" not in plain.text
+    real = views.job_resource
+
+    def with_steps(job_id: str) -> dict[str, Any]:
+        return {
+            **real(job_id),
+            "steps": [{"name": "<b>fetch</b>", "result": {"rows": 3}, "finished": True}],
+            "runs": [{"number": 1, "outcome": "continued"}, {"number": 2, "outcome": None}],
+        }
+
+    monkeypatch.setattr(views, "job_resource", with_steps)
+    page = client.get(f"/console/jobs/{job_id}").text
+    assert "<h2>Steps</h2>" in page and "<h2>Runs</h2>" in page
+    assert "&lt;b&gt;fetch&lt;/b&gt;" in page and "<b>fetch</b>" not in page
+    assert "continued" in page and "&#34;rows&#34;: 3" in page
