@@ -372,3 +372,14 @@ def test_steps_and_runs_are_shown_when_the_job_has_them(
     assert "<h2>Steps</h2>" in page and "<h2>Runs</h2>" in page
     assert "&lt;b&gt;fetch&lt;/b&gt;" in page and "<b>fetch</b>" not in page
     assert "continued" in page and "&#34;rows&#34;: 3" in page
+
+
+def test_steps_given_as_a_mapping_become_rows() -> None:
+    from web.console.views import _rows
+
+    assert _rows(None) is None and _rows([]) is None
+    assert _rows({"fetch": {"done": True}, "count": 3}) == [
+        {"name": "fetch", "done": True},
+        {"name": "count", "value": 3},
+    ]
+    assert _rows([{"n": 1}]) == [{"n": 1}]

@@ -32,6 +32,7 @@ from flask import (
 from werkzeug.wrappers import Response as BaseResponse
 
 from offload.problems import ProblemError
+from offload.requestctx import HeaderMap
 from web.auth import ApiAuth, ApiKeyAuth, Principal
 from web.console.blueprint import PREFIX, bp
 
@@ -70,6 +71,11 @@ def _check_csrf() -> None:
         )
 
 
+def _authenticate_headers(auth: ApiAuth, headers: HeaderMap) -> Principal:
+    # The one place the console calls the API's authenticator (sign-in, IAP, none).
+    return auth.authenticate(headers)
+
+
 def _session_principal(auth: ApiKeyAuth) -> Principal | None:
     data = session.get("principal")
     if not isinstance(data, dict):
@@ -97,7 +103,7 @@ def _authenticate() -> BaseResponse | None:
             return redirect(url_for("console.sign_in", next=request.full_path.rstrip("?")))
     else:
         # IAP: its header on every request (a 401 page without it); none: everyone.
-        principal = auth.authenticate(request.headers)
+        principal = _authenticate_headers(auth, request.headers)
     g.principal = principal
     return None
 
@@ -134,7 +140,7 @@ def sign_in() -> BaseResponse | str | tuple[str, int]:
         return render_template("console/signin.html", next=target, error=None)
     key = request.form.get("key", "").strip()
     try:
-        principal = auth.authenticate({"Authorization": f"Bearer {key}"})
+        principal = _authenticate_headers(auth, {"Authorization": f"Bearer {key}"})
     except ProblemError:
         log.info("console sign-in refused")
         page = render_template("console/signin.html", next=target, error="That key is not valid.")

@@ -53,6 +53,23 @@ def _duration(start: str | None, end: str | None) -> str:
     return f"{seconds * 1000:.0f} ms" if seconds < 1 else f"{seconds:.2f} s"
 
 
+def _rows(value: Any) -> list[Any] | None:
+    """Steps or runs as table rows, whatever shape the resource gives them (or None)."""
+    if not value:
+        return None
+    if isinstance(value, dict):
+        return [
+            {"name": k, **v} if isinstance(v, dict) else {"name": k, "value": v}
+            for k, v in value.items()
+        ]
+    return list(value) if isinstance(value, list) else [value]
+
+
+def _columns(rows: list[Any]) -> list[str]:
+    """Every key of the rows that are mappings, in first-seen order."""
+    return list(dict.fromkeys(k for row in rows if isinstance(row, dict) for k in row))
+
+
 def _list_query() -> tuple[ListQuery, str | None]:
     args = {k: v for k in ("status", "type", "cursor") if (v := request.args.get(k, "").strip())}
     try:
@@ -125,8 +142,14 @@ def job_page(job_id: str) -> str:
         job=job,
         attempts=attempts,
         finished=job["status"] in FINISHED,
-        steps=job.get("steps"),
-        runs=job.get("runs"),
+        tables=[
+            (title, _columns(rows), rows)
+            for title, rows in (
+                ("Steps", _rows(job.get("steps"))),
+                ("Runs", _rows(job.get("runs"))),
+            )
+            if rows
+        ],
         may_act=_principal().may("submit"),
         events=_has_events(),
     )
