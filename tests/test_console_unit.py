@@ -383,3 +383,25 @@ def test_steps_given_as_a_mapping_become_rows() -> None:
         {"name": "count", "value": 3},
     ]
     assert _rows([{"n": 1}]) == [{"n": 1}]
+
+
+def test_every_template_and_asset_is_package_data() -> None:
+    """An installed copy (a wheel, App Engine's build) must carry what the pages load."""
+    import fnmatch
+    import tomllib
+
+    from tests.processes import ROOT
+
+    patterns = tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["setuptools"][
+        "package-data"
+    ]["web.console"]
+    base = ROOT / "web" / "console"
+    files = [
+        p.relative_to(base).as_posix()
+        for folder in ("templates", "static")
+        for p in (base / folder).rglob("*")
+        if p.is_file()
+    ]
+    assert files
+    missing = [f for f in files if not any(fnmatch.fnmatch(f, pat) for pat in patterns)]
+    assert missing == []
