@@ -405,3 +405,32 @@ def test_every_template_and_asset_is_package_data() -> None:
     assert files
     missing = [f for f in files if not any(fnmatch.fnmatch(f, pat) for pat in patterns)]
     assert missing == []
+
+
+def test_the_live_view_follows_the_apis_event_stream_when_there_is_one(
+    tmp_path: Path, emulator: Stack, client: FlaskClient
+) -> None:
+    job_id = client.post("/jobs", json={"type": "demo.echo", "delay_seconds": 600}).get_json()["id"]
+    assert "data-events-url" not in client.get(f"/console/jobs/{job_id}").text
+    assert client.get(f"/console/jobs/{job_id}/events").status_code == 404
+
+    def stream(job_id: str) -> Any:
+        from flask import Response
+
+        return Response(f"event: status\ndata: {job_id}\n\n", mimetype="text/event-stream")
+
+    # Another app on the same store, with a stand-in for the API's SSE route.
+    other = create_app(
+        app_config(tmp_path, TASKS_EMULATOR_HOST=f"127.0.0.1:{emulator.emulator_port}")
+    )
+    other.add_url_rule(
+        "/jobs/<job_id>/events", endpoint="stream.stream_job_events", view_func=stream
+    )
+    with_stream = other.test_client()
+    page = with_stream.get(f"/console/jobs/{job_id}").text
+    assert f'data-events-url="/console/jobs/{job_id}/events"' in page
+    relayed = with_stream.get(f"/console/jobs/{job_id}/events")
+    assert relayed.mimetype == "text/event-stream" and job_id in relayed.text
+    assert "script-src 'self'" in relayed.headers["Content-Security-Policy"]
+    other.extensions["offload.tasks"].close()
+    other.extensions["offload.store"].dispose()

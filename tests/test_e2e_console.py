@@ -311,6 +311,8 @@ def test_a_reader_sees_but_cannot_act(browser: Any, stack: Stack) -> None:
 def test_the_console_works_from_the_keyboard_and_on_a_phone(browser: Any, stack: Stack) -> None:
     context = browser.new_context(viewport={"width": 375, "height": 740}, is_mobile=True)
     page = context.new_page()
+    requested: list[str] = []
+    page.on("request", lambda r: requested.append(r.url))
     page.goto(f"{stack.web_url}/console/signin")
     assert page.evaluate("() => document.activeElement.id") == "key"  # autofocus
     page.keyboard.type(ADMIN)
@@ -328,6 +330,8 @@ def test_the_console_works_from_the_keyboard_and_on_a_phone(browser: Any, stack:
         overflow = page.evaluate("() => document.documentElement.scrollWidth - window.innerWidth")
         assert overflow <= 0, f"{path} is wider than a phone's screen by {overflow}px"
     context.close()
+    # Every asset comes from web itself: nothing from a CDN, so it works with no network.
+    assert requested and all(url.startswith(stack.web_url + "/") for url in requested)
 
 
 def test_screenshot_for_the_readme(admin: Any, stack: Stack) -> None:
