@@ -434,3 +434,16 @@ def test_the_live_view_follows_the_apis_event_stream_when_there_is_one(
     assert "script-src 'self'" in relayed.headers["Content-Security-Policy"]
     other.extensions["offload.tasks"].close()
     other.extensions["offload.store"].dispose()
+
+
+def test_resubmitting_many_keeps_the_session_cookie_small(client: FlaskClient) -> None:
+    from web.console.actions import BULK_MAX
+
+    ids = [new_job_id() for _ in range(BULK_MAX)]  # unknown: each refused with a reason
+    form = {"csrf_token": token(client, "/console?status=failed"), "confirmed": "yes", "job": ids}
+    r = client.post("/console/resubmit", data=form)
+    assert r.status_code == 302
+    cookie = client.get_cookie("offload_console", path="/console")
+    assert cookie is not None and len(cookie.value) < 3000
+    page = client.get("/console?status=failed").text
+    assert f"Not resubmitted ({BULK_MAX})" in page and "and 92 more" in page

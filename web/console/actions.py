@@ -94,7 +94,13 @@ def resubmit_many() -> BaseResponse | str | tuple[str, int]:
         except ProblemError as e:
             refused.append(f"{job_id}: {e.detail}")
     if done:
-        flash(f"Resubmitted {len(done)} job(s): " + ", ".join(f"{a} → {b}" for a, b in done), "ok")
+        flash(f"Resubmitted {len(done)} job(s): " + _some([f"{a} → {b}" for a, b in done]), "ok")
     if refused:
-        flash(f"Not resubmitted ({len(refused)}): " + "; ".join(refused), "error")
+        flash(f"Not resubmitted ({len(refused)}): " + _some(refused, sep="; "), "error")
     return redirect(back)
+
+
+def _some(items: list[str], *, sep: str = ", ", shown: int = 8) -> str:
+    """The first few items: flash messages live in the session cookie (4 kB at most)."""
+    text = sep.join(item[:200] for item in items[:shown])
+    return text + (f"{sep}and {len(items) - shown} more" if len(items) > shown else "")
