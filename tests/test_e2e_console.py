@@ -313,6 +313,8 @@ def test_the_console_works_from_the_keyboard_and_on_a_phone(browser: Any, stack:
     page = context.new_page()
     requested: list[str] = []
     page.on("request", lambda r: requested.append(r.url))
+    errors: list[str] = []  # CSP violations show here too
+    page.on("console", lambda m: errors.append(m.text) if m.type == "error" else None)
     page.goto(f"{stack.web_url}/console/signin")
     assert page.evaluate("() => document.activeElement.id") == "key"  # autofocus
     page.keyboard.type(ADMIN)
@@ -332,6 +334,7 @@ def test_the_console_works_from_the_keyboard_and_on_a_phone(browser: Any, stack:
     context.close()
     # Every asset comes from web itself: nothing from a CDN, so it works with no network.
     assert requested and all(url.startswith(stack.web_url + "/") for url in requested)
+    assert errors == []
 
 
 def test_screenshot_for_the_readme(admin: Any, stack: Stack) -> None:
