@@ -10,6 +10,7 @@ from __future__ import annotations
 import datetime as dt
 import json
 import logging
+import time
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -42,7 +43,7 @@ def dispatch_deadline_for(budget_seconds: float, margin_seconds: float, target: 
 
 # Reading the queue for the console: short, so a page never waits on an unreachable API.
 _STATE_TIMEOUT = 2.0
-_STATE_PAGES = 5  # ListTasks pages of 1,000 counted at most; more shows as "over 5,000"
+_STATE_PAGES = 5  # ListTasks pages of 1,000 counted at most; more shows as "5000+"
 _QUEUE_STATES = {1: "running", 2: "paused", 3: "disabled"}
 
 
@@ -204,28 +205,15 @@ class TaskQueue:
         return True
 
     def queue_state(self, *, timeout: float = _STATE_TIMEOUT) -> QueueState:
-        """The queue's state, rate and pending tasks (ListTasks pages, bounded), or why not."""
+        """The queue's state, rate and pending tasks, all within ``timeout``, or why not."""
+        end = time.monotonic() + timeout
         try:
             queue = self.client.get_queue(name=self.queue_path, retry=None, timeout=timeout)
-            pending, more = 0, False
-            token = ""
-            for _ in range(_STATE_PAGES):
-                page = self.client.list_tasks(
-                    request={"parent": self.queue_path, "page_size": 1000, "page_token": token},
-                    retry=None,
-                    timeout=timeout,
-                )
-                # One page per call: the pager would fetch the next pages unbounded.
-                pending += len(page.tasks)
-                token = page.next_page_token
-                if not token:
-                    break
-            else:
-                more = True
         except (gexc.GoogleAPICallError, gexc.RetryError) as e:
             log.warning("cannot read queue %s: %s", self.queue_path, e)
             code = getattr(e, "code", None)
             return QueueState(self.queue_path, error=f"cannot reach Cloud Tasks ({code or e})")
+        pending, more = self._count_tasks(end)
         return QueueState(
             self.queue_path,
             state=_QUEUE_STATES.get(int(queue.state), "unknown"),
@@ -234,6 +222,33 @@ class TaskQueue:
             pending=pending,
             pending_more=more,
         )
+
+    def _count_tasks(self, end: float) -> tuple[int | None, bool]:
+        """Tasks in the queue (Cloud Tasks v2 has no count): ListTasks pages until ``end``.
+
+        Returns the count and whether there are more than were counted; None when not
+        even the first page could be read.
+        """
+        pending, token = 0, ""
+        for _ in range(_STATE_PAGES):
+            left = end - time.monotonic()
+            if left <= 0:
+                return pending, True
+            try:
+                # One page per call: iterating the pager would fetch every page, unbounded.
+                page = self.client.list_tasks(
+                    request={"parent": self.queue_path, "page_size": 1000, "page_token": token},
+                    retry=None,
+                    timeout=left,
+                )
+            except (gexc.GoogleAPICallError, gexc.RetryError) as e:
+                log.warning("cannot list the tasks of %s: %s", self.queue_path, e)
+                return (pending, True) if token else (None, False)
+            pending += len(page.tasks)
+            token = page.next_page_token
+            if not token:
+                return pending, False
+        return pending, True
 
     def close(self) -> None:
         """Close the gRPC channel."""

@@ -447,3 +447,35 @@ def test_resubmitting_many_keeps_the_session_cookie_small(client: FlaskClient) -
     assert cookie is not None and len(cookie.value) < 3000
     page = client.get("/console?status=failed").text
     assert f"Not resubmitted ({BULK_MAX})" in page and "and 92 more" in page
+
+
+def test_counting_pending_tasks_stops_after_five_pages_or_a_failure() -> None:
+    from google.api_core import exceptions as gexc
+    from google.cloud import tasks_v2
+
+    from offload.testing import InMemoryCloudTasks
+
+    class Endless(InMemoryCloudTasks):
+        fail_after: int | None = None
+
+        def list_tasks(self, *, request: dict[str, Any], **_: Any) -> Any:
+            self.calls.append("list_tasks")
+            if self.fail_after is not None and len(self.calls) > self.fail_after:
+                raise gexc.ServiceUnavailable("gone")
+            return tasks_v2.ListTasksResponse(
+                tasks=[tasks_v2.Task() for _ in range(1000)], next_page_token="more"
+            )
+
+    client = Endless()
+    tasks = TaskQueue(queue_config(""), client=client)
+    state = tasks.queue_state()
+    assert (state.state, state.pending, state.pending_more) == ("running", 5000, True)
+    assert client.calls.count("list_tasks") == 5
+    client.calls.clear()
+    client.fail_after = 2  # get_queue, one page, then the second page fails
+    state = tasks.queue_state()
+    assert (state.error, state.pending, state.pending_more) == (None, 1000, True)
+    client.calls.clear()
+    client.fail_after = 1  # not even the first page
+    state = tasks.queue_state()
+    assert state.error is None and state.pending is None
