@@ -479,3 +479,31 @@ def test_counting_pending_tasks_stops_after_five_pages_or_a_failure() -> None:
     client.fail_after = 1  # not even the first page
     state = tasks.queue_state()
     assert state.error is None and state.pending is None
+
+
+def test_the_list_pages_by_cursor_and_filters_by_status_type_and_request(
+    client: FlaskClient,
+) -> None:
+    def submit(job_type: str, **extra: Any) -> Any:
+        body = {"type": job_type, "delay_seconds": 600, **extra}
+        return client.post("/jobs", json=body)
+
+    ids = [submit("demo.echo").get_json()["id"] for _ in range(27)]
+    sleeper = submit("demo.sleep", payload={"seconds": 1})
+    first = client.get("/console?type=demo.echo").text
+    shown = re.findall(r'<tr data-job="([0-9a-z]{26})"', first)
+    assert shown == ids[::-1][:25]
+    cursor = re.search(r'href="(/console\?[^"]*cursor=[0-9a-z]{26}[^"]*)"', first)
+    assert cursor, "no link to the next page"
+    second = client.get(cursor.group(1).replace("&amp;", "&")).text
+    assert re.findall(r'<tr data-job="([0-9a-z]{26})"', second) == ids[::-1][25:]
+    assert "Older jobs" not in second
+    sleeper_id = sleeper.get_json()["id"]
+    only_sleep = client.get("/console?type=demo.sleep&status=queued").text
+    assert re.findall(r'<tr data-job="([0-9a-z]{26})"', only_sleep) == [sleeper_id]
+    by_request = client.get("/console?q=" + sleeper.headers["X-Request-ID"]).text
+    assert re.findall(r'<tr data-job="([0-9a-z]{26})"', by_request) == [sleeper_id]
+    by_id = client.get(f"/console?q={ids[0]}")
+    assert by_id.status_code == 302 and by_id.headers["Location"] == f"/console/jobs/{ids[0]}"
+    bad = client.get("/console?status=bogus&type=%00").text
+    assert "Ignored an invalid filter" in bad

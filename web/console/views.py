@@ -15,6 +15,7 @@ from offload.flaskapp import get_settings, get_store
 from offload.ids import is_job_id
 from offload.logsearch import LogSearchError, request_entries
 from offload.problems import ProblemError
+from offload.registry import get_registry
 from offload.requestctx import is_valid_request_id
 from offload.store import FAILED, FINISHED, STATUSES, utcnow
 from offload.store.overview import by_request_id, finished_per_minute, status_counts
@@ -122,6 +123,7 @@ def list_jobs() -> BaseResponse | tuple[str, int]:
         search=search if searched else "",
         next_cursor=next_cursor,
         statuses=STATUSES,
+        types=get_registry(current_app).names(),
         counts=status_counts(store, since=hour_ago, owner=owner),
         chart=minute_chart(finished_per_minute(store, since=hour_ago, owner=owner), now),
         queue=tasks.queue_state(),
