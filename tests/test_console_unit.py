@@ -373,6 +373,13 @@ def test_steps_and_runs_are_shown_when_the_job_has_them(
     assert "&lt;b&gt;fetch&lt;/b&gt;" in page and "<b>fetch</b>" not in page
     assert "continued" in page and "&#34;rows&#34;: 3" in page
 
+    def with_a_run_count(job_id: str) -> dict[str, Any]:
+        return {**real(job_id), "runs": 4, "steps": []}
+
+    monkeypatch.setattr(views, "job_resource", with_a_run_count)
+    page = client.get(f"/console/jobs/{job_id}").text
+    assert '<dd data-field="runs">4</dd>' in page and "<h2>Runs</h2>" not in page
+
 
 def test_steps_given_as_a_mapping_become_rows() -> None:
     from web.console.views import _rows
@@ -383,6 +390,7 @@ def test_steps_given_as_a_mapping_become_rows() -> None:
         {"name": "count", "value": 3},
     ]
     assert _rows([{"n": 1}]) == [{"n": 1}]
+    assert _rows(3) is None  # durable jobs count their runs: a fact, not a table
 
 
 def test_every_template_and_asset_is_package_data() -> None:

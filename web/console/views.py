@@ -63,7 +63,7 @@ def _rows(value: Any) -> list[Any] | None:
             {"name": k, **v} if isinstance(v, dict) else {"name": k, "value": v}
             for k, v in value.items()
         ]
-    return list(value) if isinstance(value, list) else [value]
+    return list(value) if isinstance(value, list) else None  # a count is shown as a fact
 
 
 def _columns(rows: list[Any]) -> list[str]:

@@ -27,6 +27,9 @@
     }
     setText("reason", job.reason);
     setText("attempts", job.attempts + " of " + job.max_attempts);
+    if (typeof job.runs === "number") {
+      setText("runs", job.runs); // durable jobs: one job, several runs
+    }
     setText("started_at", job.started_at);
     setText("finished_at", job.finished_at);
     const fraction = job.progress ? Number(job.progress.fraction) || 0 : 0;
