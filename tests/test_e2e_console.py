@@ -153,7 +153,7 @@ def test_sign_in_keeps_a_strict_session_cookie_and_a_submitted_job_appears(
 
 
 def test_the_job_page_shows_progress_moving_without_a_reload(admin: Any, stack: Stack) -> None:
-    job_id = submit(stack, {"type": "demo.sleep", "payload": {"seconds": 4}})
+    job_id = submit(stack, {"type": "demo.sleep", "payload": {"seconds": 6}})
     admin.goto(f"{stack.web_url}/console/jobs/{job_id}")
     admin.evaluate("() => { window.__same_page = true; }")
     progress = '[data-field="progress"]'
@@ -172,7 +172,7 @@ def test_the_job_page_shows_progress_moving_without_a_reload(admin: Any, stack: 
         " && document.getElementById('result') !== null",
         timeout=30_000,
     )
-    assert '"slept_seconds": 4' in admin.locator("#result").inner_text()
+    assert '"slept_seconds": 6' in admin.locator("#result").inner_text()
     assert "succeeded" in admin.locator("table").first.inner_text()
 
 
