@@ -419,27 +419,20 @@ def test_the_live_view_follows_the_apis_event_stream_when_there_is_one(
     tmp_path: Path, emulator: Stack, client: FlaskClient
 ) -> None:
     job_id = client.post("/jobs", json={"type": "demo.echo", "delay_seconds": 600}).get_json()["id"]
-    assert "data-events-url" not in client.get(f"/console/jobs/{job_id}").text
-    assert client.get(f"/console/jobs/{job_id}/events").status_code == 404
-
-    def stream(job_id: str) -> Any:
-        from flask import Response
-
-        return Response(f"event: status\ndata: {job_id}\n\n", mimetype="text/event-stream")
-
-    # Another app on the same store, with a stand-in for the API's SSE route.
+    page = client.get(f"/console/jobs/{job_id}").text
+    assert f'data-events-url="/console/jobs/{job_id}/events"' in page
+    assert client.delete(f"/jobs/{job_id}").status_code == 204  # finished: the stream ends
+    relayed = client.get(f"/console/jobs/{job_id}/events")
+    assert relayed.mimetype == "text/event-stream" and "event: finished" in relayed.text
+    assert "script-src 'self'" in relayed.headers["Content-Security-Policy"]
+    # A build without the stream: the page polls, and the relay is a 404.
     other = create_app(
         app_config(tmp_path, TASKS_EMULATOR_HOST=f"127.0.0.1:{emulator.emulator_port}")
     )
-    other.add_url_rule(
-        "/jobs/<job_id>/events", endpoint="stream.stream_job_events", view_func=stream
-    )
-    with_stream = other.test_client()
-    page = with_stream.get(f"/console/jobs/{job_id}").text
-    assert f'data-events-url="/console/jobs/{job_id}/events"' in page
-    relayed = with_stream.get(f"/console/jobs/{job_id}/events")
-    assert relayed.mimetype == "text/event-stream" and job_id in relayed.text
-    assert "script-src 'self'" in relayed.headers["Content-Security-Policy"]
+    del other.view_functions["stream.stream_job_events"]
+    without = other.test_client()
+    assert "data-events-url" not in without.get(f"/console/jobs/{job_id}").text
+    assert without.get(f"/console/jobs/{job_id}/events").status_code == 404
     other.extensions["offload.tasks"].close()
     other.extensions["offload.store"].dispose()
 

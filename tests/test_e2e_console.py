@@ -166,7 +166,7 @@ def test_the_job_page_shows_progress_moving_without_a_reload(admin: Any, stack: 
     admin.wait_for_function(
         f"() => document.querySelector('{progress}').value > {first} && window.__same_page === true"
     )
-    # Once finished the page reloads itself to show the result and the attempt log.
+    # Once finished the page takes the server's final content: result, attempt log.
     admin.wait_for_function(
         "() => document.querySelector('[data-field=\"status\"]').textContent === 'succeeded'"
         " && document.getElementById('result') !== null",
@@ -221,6 +221,9 @@ def test_failed_jobs_are_resubmitted_one_or_several_at_once(admin: Any, stack: S
     admin.wait_for_selector(".flash-ok")
     assert f"Job {failed[0]} resubmitted as" in flash(admin)
     new_id = admin.url.rsplit("/", 1)[1]
+    # The new job fails at once; its page shows that and keeps the message.
+    admin.wait_for_selector("#error")
+    assert f"Job {failed[0]} resubmitted as" in flash(admin)
     assert api(stack, "GET", f"/jobs/{new_id}").json()["resubmit_of"] == failed[0]
     # Two, from the failed view.
     admin.goto(f"{stack.web_url}/console?status=failed")

@@ -9,7 +9,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from sqlalchemy import Row, and_, bindparam, insert, or_, select, update
+from sqlalchemy import Row, and_, bindparam, func, insert, or_, select, update
 
 from offload.store.models import QUEUED, RUNNING, Attempt, Job
 from offload.store.schema import attempts, jobs
@@ -67,6 +67,7 @@ CLAIM = (
         lease_token=bindparam("p_token"),
         lease_expires_at=bindparam("p_until"),
         started_at=bindparam("p_now"),
+        first_started_at=func.coalesce(jobs.c.first_started_at, bindparam("p_now")),
         updated_at=bindparam("p_now"),
     )
     .returning(*jobs.columns)
@@ -134,6 +135,8 @@ def _job_mapping(m: Mapping[Any, Any], attempt_rows: Sequence[Row[Any]]) -> Job:
         started_at=m["started_at"],
         finished_at=m["finished_at"],
         resubmit_of=m["resubmit_of"],
+        first_started_at=m["first_started_at"],
+        notify_url=m["notify_url"],
         attempt_log=tuple(
             Attempt(
                 number=a.number,

@@ -45,6 +45,28 @@
   let failures = 0;
   let stopped = false;
 
+  // Result, error and attempt log are drawn by the server: take the final page's content
+  // (parsed as a document, so nothing in it runs) and keep the messages shown above it.
+  async function showFinalPage() {
+    try {
+      const answer = await fetch(window.location.href, { credentials: "same-origin" });
+      const fresh = new DOMParser().parseFromString(await answer.text(), "text/html");
+      const next = fresh.querySelector("main");
+      const current = document.querySelector("main");
+      if (!answer.ok || !next || !current) {
+        throw new Error("HTTP " + answer.status);
+      }
+      const flashes = current.querySelector(".flashes");
+      next.querySelector(".flashes")?.remove();
+      if (flashes) {
+        next.prepend(flashes);
+      }
+      current.replaceWith(document.adoptNode(next));
+    } catch (e) {
+      window.location.reload();
+    }
+  }
+
   // Reads the job once; true while it is still running.
   async function refresh() {
     const answer = await fetch(url, {
@@ -63,10 +85,9 @@
     const job = await answer.json();
     show(job);
     if (finished.has(job.status)) {
-      // Result, error and attempt log are drawn by the server: load the final page.
       setText("live-note", "Finished.");
       stopped = true;
-      window.location.reload();
+      showFinalPage();
       return false;
     }
     return true;

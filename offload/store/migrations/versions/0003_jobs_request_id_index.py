@@ -1,7 +1,7 @@
 """Jobs are found by the request that submitted them (the console's search).
 
-Revision ID: 0002
-Revises: 0001
+Revision ID: 0003
+Revises: 0002
 Create Date: 2026-12-01 22:30:00.000000
 """
 
@@ -11,8 +11,8 @@ from alembic import op
 
 from offload.store import schema  # noqa: F401 - types of the project's columns
 
-revision = "0002"
-down_revision = "0001"
+revision = "0003"
+down_revision = "0002"
 branch_labels = None
 depends_on = None
 
