@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from emulator import errors
+from emulator import errors, httptarget
 from emulator.errors import invalid
 from emulator.pbutil import QUEUE_RUNNING, dur_get, dur_set, ts_get, ts_set
 from emulator.retry import (
@@ -74,6 +74,8 @@ def fill_queue(q: Any, *, from_yaml: bool = False) -> None:
         raise invalid("RetryConfig.max_backoff must not be less than RetryConfig.min_backoff.")
     if rc.HasField("max_retry_duration") and dur_get(rc.max_retry_duration) < 0:
         raise invalid("RetryConfig.max_retry_duration must not be negative.")
+    if q.HasField("http_target"):
+        httptarget.check(q.http_target)
     if q.state == 0:
         q.state = QUEUE_RUNNING
 
@@ -97,6 +99,8 @@ def check_task(task: Any, *, now: float, limits: Limits) -> None:
             raise invalid("OidcToken.service_account_email is required.")
         if req.HasField("oauth_token") and not req.oauth_token.service_account_email:
             raise invalid("OAuthToken.service_account_email is required.")
+        if req.http_method == 0:
+            req.http_method = 1  # Cloud Tasks returns an unset method as POST
         max_deadline = HTTP_DEADLINE_MAX
     elif task.HasField("app_engine_http_request"):
         req = task.app_engine_http_request
@@ -110,6 +114,8 @@ def check_task(task: Any, *, now: float, limits: Limits) -> None:
             req.relative_uri = "/"
         if req.body and not any(k.lower() == "content-type" for k in req.headers):
             req.headers["Content-Type"] = "application/octet-stream"
+        if req.http_method == 0:
+            req.http_method = 1
         max_deadline = APPENGINE_DEADLINE_MAX
     else:
         raise invalid("Task must have either http_request or app_engine_http_request set.")

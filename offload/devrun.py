@@ -95,6 +95,8 @@ def local_processes(settings: Settings) -> list[ProcessSpec]:
                 "--appengine-service", f"default=http://{host}:{settings.web_port}",
                 "--data-file", settings.emulator_data_file,
                 *(["--log-dir", settings.log_dir] if settings.log_dir else []),
+                "--log-file-max-bytes", str(settings.log_file_max_bytes),
+                "--log-file-backups", str(settings.log_file_backups),
             ],
             shared_env,
         ),

@@ -113,8 +113,9 @@ class Settings(BaseSettings):
         ),
     )
     emulator_data_file: str = Field(
-        "var/emulator-data.json",
-        description="`make run`: where the emulator keeps queues and tasks across restarts.",
+        "var/emulator-data.sqlite3",
+        description="`make run`: the emulator's SQLite database of queues and tasks, written "
+        "before each answer; an old `.json` data file beside it is migrated once.",
     )
     queue_yaml: str = Field(
         "queue.yaml",
