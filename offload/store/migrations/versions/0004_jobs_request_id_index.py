@@ -1,7 +1,7 @@
 """Jobs are found by the request that submitted them (the console's search).
 
-Revision ID: 0003
-Revises: 0002
+Revision ID: 0004
+Revises: 0003
 Create Date: 2026-12-01 22:30:00.000000
 """
 
@@ -11,8 +11,8 @@ from alembic import op
 
 from offload.store import schema  # noqa: F401 - types of the project's columns
 
-revision = "0003"
-down_revision = "0002"
+revision = "0004"
+down_revision = "0003"
 branch_labels = None
 depends_on = None
 
