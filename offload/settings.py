@@ -30,7 +30,7 @@ __all__ = ["ENV_PREFIX", "Settings", "load_settings", "markdown_table"]
 
 ENV_PREFIX = "OFFLOAD_"
 # Values never echoed in an error message.
-_SECRET = frozenset({"database_url", "api_keys", "webhook_secret"})
+_SECRET = frozenset({"database_url", "api_keys", "webhook_secret", "console_secret_key"})
 # The environment load_settings reads (a test may pass its own mapping).
 _ENVIRON: ContextVar[Mapping[str, str]] = ContextVar("offload_environ", default=os.environ)
 
@@ -409,6 +409,23 @@ class Settings(BaseSettings):
             "headers: believed on App Engine, and locally only from loopback; refused at start "
             "on Cloud Run or another host) or `oidc` (verified ID token). Pushes must name a "
             "configured queue."
+        ),
+    )
+
+    console_secret_key: SecretStr = Field(
+        SecretStr(""),
+        description=(
+            "Signs the console's session cookies (random, 32+ characters; keep it in Secret "
+            "Manager). Required on App Engine and Cloud Run with `api_key` or `iap`; locally, "
+            "empty = read from (or first made in) `OFFLOAD_CONSOLE_SECRET_KEY_FILE`."
+        ),
+    )
+    console_secret_key_file: str = Field(
+        "var/console-secret-key",
+        description=(
+            "Local only: where the console's session key is kept when "
+            "`OFFLOAD_CONSOLE_SECRET_KEY` is empty, so sessions survive restarts and span "
+            "processes."
         ),
     )
 

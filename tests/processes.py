@@ -231,6 +231,7 @@ def make_stack(
         "OFFLOAD_QUEUE": QUEUE,
         "OFFLOAD_DATABASE_URL": f"sqlite:///{tmp / 'offload.db'}",
         "OFFLOAD_LOG_DIR": str(tmp / "log"),
+        "OFFLOAD_CONSOLE_SECRET_KEY_FILE": str(tmp / "console-secret-key"),
         "OFFLOAD_PROGRESS_INTERVAL_SECONDS": "0.2",
         "OFFLOAD_PLATFORM_TIMEOUT_SECONDS": "600",
         "OFFLOAD_JOB_MODULES": "jobs,tests.testjobs",
