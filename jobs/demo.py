@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import time
+from pathlib import Path
 from typing import Any
 
+from flask import current_app
 from pydantic import BaseModel, ConfigDict, Field
 
 from offload.context import JobContext
@@ -34,6 +36,16 @@ class FlakyPayload(_Payload):
 
 class FailPayload(_Payload):
     message: str = Field(default="this job always fails", max_length=500)
+
+
+class LongPayload(_Payload):
+    steps: int = Field(ge=1, le=1000, description="How many steps.")
+    step_seconds: float = Field(ge=0, le=3600, description="How long each step sleeps.")
+
+
+class IteratePayload(_Payload):
+    items: int = Field(ge=0, le=1_000_000, description="How many items to process.")
+    item_seconds: float = Field(ge=0, le=60, description="How long each item takes.")
 
 
 @job("demo.sleep", payload=SleepPayload, deadline_seconds=30, max_attempts=3)
@@ -74,3 +86,49 @@ def flaky(ctx: JobContext, payload: FlakyPayload) -> dict[str, Any]:
 def fail(ctx: JobContext, payload: FailPayload) -> None:
     """Fail permanently: never retried."""
     raise PermanentError(payload.message)
+
+
+def _demo_dir() -> Path:
+    """Where demo jobs keep their own records (OFFLOAD_DEMO_DIR), made if missing."""
+    folder = Path(str(current_app.config["DEMO_DIR"]))
+    folder.mkdir(parents=True, exist_ok=True)
+    return folder
+
+
+def _long_step(record: str, index: int, seconds: float, run: int) -> dict[str, int]:
+    # One line per real execution of the body, written before the work: a step that a
+    # kill interrupts and that runs again shows up twice, whatever the framework says.
+    with open(record, "a", encoding="utf-8") as f:
+        f.write(f"{index} {run}\n")
+    time.sleep(seconds)
+    return {"step": index}
+
+
+@job("demo.long", payload=LongPayload, deadline_seconds=6 * 3600, max_attempts=5)
+def long_steps(ctx: JobContext, payload: LongPayload) -> dict[str, Any]:
+    """Run `steps` steps of `step_seconds` each through ctx.step, over as many runs as needed."""
+    record = _demo_dir() / f"demo.long-{ctx.job_id}.txt"
+    for i in range(payload.steps):
+        ctx.step(str(i), _long_step, str(record), i, payload.step_seconds, ctx.run_number)
+        ctx.logger.info("step %d of %d done", i + 1, payload.steps)
+        ctx.progress((i + 1) / payload.steps, f"step {i + 1} of {payload.steps}")
+    counts = {str(i): 0 for i in range(payload.steps)}
+    for line in record.read_text(encoding="utf-8").splitlines():
+        index = line.split(" ", 1)[0]
+        if index in counts:
+            counts[index] += 1
+    return {"executions": counts}
+
+
+@job("demo.iterate", payload=IteratePayload, deadline_seconds=6 * 3600, max_attempts=5)
+def iterate(ctx: JobContext, payload: IteratePayload) -> dict[str, Any]:
+    """Process `items` items of `item_seconds` each, resuming at the last ctx.checkpoint."""
+    saved = ctx.saved  # None on the first run; else the cursor of the last checkpoint
+    start, restarts = (0, 0) if saved is None else (saved["next"], saved["restarts"] + 1)
+    if saved is not None:
+        ctx.logger.info("resuming at item %d (restart %d)", start, restarts)
+    for i in range(start, payload.items):
+        time.sleep(payload.item_seconds)  # the work on item i
+        ctx.checkpoint({"next": i + 1, "restarts": restarts})
+        ctx.progress((i + 1) / payload.items, f"item {i + 1} of {payload.items}")
+    return {"processed": payload.items, "restarts": restarts}

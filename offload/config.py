@@ -112,10 +112,18 @@ SETTINGS: tuple[Setting, ...] = (
         "Where the worker fetches the keys that sign push tokens (the emulator serves its own).",
     ),
     Setting(
+        "SLICE_SECONDS",
+        540.0,
+        float,
+        "Longest run of a job in one request; a longer job continues in a new request. "
+        "540 fits App Engine automatic scaling (600 s), Cloud Run and HTTP targets (30 min).",
+    ),
+    Setting(
         "WORKER_TIMEOUT_SECONDS",
-        660,
+        560,
         int,
-        "gunicorn --timeout of the worker: the hard limit of one request, past every budget.",
+        "gunicorn --timeout of the worker (gunicorn.conf.py reads it from gunicorn; `make "
+        "run` passes slice + dispatch margin + 5): the hard limit of one request.",
     ),
     Setting(
         "PLATFORM_TIMEOUT_SECONDS",
@@ -176,6 +184,12 @@ SETTINGS: tuple[Setting, ...] = (
         int,
         "The worker's cron route fails a job still `running` this long after its runner's "
         "lease ran out (Cloud Tasks stopped retrying it).",
+    ),
+    Setting(
+        "DEMO_DIR",
+        "var/demo",
+        str,
+        "Folder where the demo jobs keep their own records (demo.long's step executions).",
     ),
     Setting("LOG_LEVEL", "INFO", str, "Lowest severity logged."),
     Setting("LOG_DIR", "var/log", str, "Folder for local JSON log files; empty = stdout only."),

@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from typing import IO, Any
 
 from offload.logs import parse_line
+from offload.slices import worker_timeout_for
 
 __all__ = ["ProcessSpec", "Supervisor", "local_processes", "render_line"]
 
@@ -80,7 +81,9 @@ def local_processes(config: Mapping[str, Any]) -> list[ProcessSpec]:
                 *gunicorn, "--name", "worker",
                 "--bind", f"{host}:{config['WORKER_PORT']}",
                 "--workers", str(config["WORKER_PROCESSES"]),
-                "--timeout", str(config["WORKER_TIMEOUT_SECONDS"]),
+                # gunicorn's timeout follows the slice, so the lease (and the recovery
+                # of a killed run) is about one slice, not a fixed 11 minutes.
+                "--timeout", str(worker_timeout_for(config)),
                 "worker.main:app",
             ],
             shared_env,

@@ -10,6 +10,7 @@ from __future__ import annotations
 import datetime as dt
 import json
 import logging
+import math
 from collections.abc import Mapping
 from typing import Any
 
@@ -64,6 +65,8 @@ class TaskQueue:
         self.audience = str(config.get("OIDC_AUDIENCE") or self.worker_url)
         self.timeout = float(config["ENQUEUE_TIMEOUT_SECONDS"])
         self.margin = float(config["DISPATCH_MARGIN_SECONDS"])
+        # A run lasts at most one slice however long the job's budget: so does a dispatch.
+        self.slice = float(config.get("SLICE_SECONDS") or math.inf)
         if self.target == "http" and not (self.worker_url and self.service_account):
             raise ConfigError(
                 "HTTP targets need OFFLOAD_WORKER_URL and OFFLOAD_TASK_SERVICE_ACCOUNT"
@@ -106,7 +109,9 @@ class TaskQueue:
         task = tasks_v2.Task(
             name=name,
             dispatch_deadline=duration_pb2.Duration(
-                seconds=int(dispatch_deadline_for(budget_seconds, self.margin, self.target))
+                seconds=int(
+                    dispatch_deadline_for(min(budget_seconds, self.slice), self.margin, self.target)
+                )
             ),
         )
         if self.target == "appengine":

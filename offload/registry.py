@@ -23,8 +23,9 @@ __all__ = ["JobType", "get_job_type", "job", "job_types", "load_job_modules"]
 P = TypeVar("P", bound=BaseModel)
 Handler = Callable[["JobContext", Any], Any]
 
-# Cloud Tasks allows an App Engine dispatch_deadline up to 24 h; budgets stay below it.
-MAX_DEADLINE_SECONDS = 24 * 3600.0
+# A job's budget spans its runs (each at most one slice, which fits the request limits),
+# so it may exceed any request limit; a week bounds what one job may hold a worker for.
+MAX_DEADLINE_SECONDS = 7 * 24 * 3600.0
 
 
 @dataclass(frozen=True)

@@ -11,6 +11,7 @@ from offload.enqueue import dispatch_deadline_for
 from offload.errors import ConfigError
 from offload.flaskapp import base_app
 from offload.registry import job_types
+from offload.slices import slice_seconds
 from worker import cron, tasks
 from worker.auth import make_authenticator
 
@@ -18,33 +19,36 @@ __all__ = ["check_timeouts", "create_app"]
 
 
 def check_timeouts(config: Mapping[str, Any]) -> None:
-    """Refuse a configuration where a job's budget is not below every outer limit.
+    """Refuse a configuration where a run of a job does not fit inside every outer limit.
 
-    budget + hard grace < dispatch_deadline <= gunicorn --timeout and the platform's
-    request timeout; otherwise a job is killed, or Cloud Tasks gives up on it, before
-    its own deadline can be caught.
+    A run lasts the slice, or the job's budget if shorter; run + hard grace <
+    dispatch_deadline <= gunicorn --timeout and the platform's request timeout, or a
+    run is killed, or Cloud Tasks gives up on it, before its own deadline is caught.
     """
     target = str(config["TASK_TARGET"])
     margin = float(config["DISPATCH_MARGIN_SECONDS"])
     grace = float(config["HARD_GRACE_SECONDS"])
     gunicorn_timeout = float(config["WORKER_TIMEOUT_SECONDS"])
     platform = float(config["PLATFORM_TIMEOUT_SECONDS"])
+    slice_ = slice_seconds(config)
     problems = []
     if grace >= margin:
         problems.append(
             f"HARD_GRACE_SECONDS={grace:g} must be below DISPATCH_MARGIN_SECONDS={margin:g}"
         )
     for jt in job_types():
-        dispatch = dispatch_deadline_for(jt.deadline_seconds, margin, target)
-        if jt.deadline_seconds + grace >= dispatch:
+        run = min(jt.deadline_seconds, slice_)
+        dispatch = dispatch_deadline_for(run, margin, target)
+        what = f"budget {run:g}s" if run < slice_ else f"slice SLICE_SECONDS={run:g}"
+        if run + grace >= dispatch:
             problems.append(
-                f"job {jt.name}: budget {jt.deadline_seconds:g}s + grace {grace:g}s is not below "
+                f"job {jt.name}: {what} + grace {grace:g}s is not below "
                 f"its dispatch_deadline {dispatch:g}s (Cloud Tasks' maximum for {target} targets)"
             )
         if dispatch > gunicorn_timeout:
             problems.append(
-                f"job {jt.name}: dispatch_deadline {dispatch:g}s exceeds the worker's gunicorn "
-                f"timeout WORKER_TIMEOUT_SECONDS={gunicorn_timeout:g}"
+                f"job {jt.name}: dispatch_deadline {dispatch:g}s ({what} + margin) exceeds the "
+                f"worker's gunicorn timeout WORKER_TIMEOUT_SECONDS={gunicorn_timeout:g}"
             )
         if dispatch > platform:
             problems.append(

@@ -27,6 +27,8 @@ from sqlalchemy import (
 from sqlalchemy.exc import IntegrityError, OperationalError, ProgrammingError, SQLAlchemyError
 
 from offload.errors import StoreError
+from offload.outcomes import Reason
+from offload.store.durable import DurableStore
 from offload.store.engine import engine_for
 from offload.store.models import (
     CANCELLED,
@@ -36,7 +38,7 @@ from offload.store.models import (
     RUNNING,
     Job,
 )
-from offload.store.schema import attempts, jobs, metadata
+from offload.store.schema import attempts, jobs, metadata, steps
 from offload.store.statements import (
     CLAIM,
     INSERT_ATTEMPT,
@@ -44,6 +46,7 @@ from offload.store.statements import (
     SELECT_CANCEL,
     SELECT_JOB,
     SELECT_JOB_BY_KEY,
+    SELECT_STEPS,
     SET_PROGRESS,
     job_from_row,
     job_from_values,
@@ -97,8 +100,8 @@ class CancelOutcome:
     job: Job
 
 
-class JobStore:
-    """Jobs and their attempts in SQLite or PostgreSQL."""
+class JobStore(DurableStore):
+    """Jobs, their attempts and steps in SQLite or PostgreSQL."""
 
     def __init__(self, url: str, *, pool_size: int = 5) -> None:
         try:
@@ -183,8 +186,9 @@ class JobStore:
             return self._with_attempts(conn, row) if with_attempts else job_from_row(row)
 
     def _with_attempts(self, conn: Connection, row: Row[Any]) -> Job:
-        rows = conn.execute(SELECT_ATTEMPTS, {"p_id": row._mapping["id"]}).all()
-        return job_from_row(row, rows)
+        params = {"p_id": row._mapping["id"]}
+        rows = conn.execute(SELECT_ATTEMPTS, params).all()
+        return job_from_row(row, rows, conn.execute(SELECT_STEPS, params).all())
 
     def list(
         self,
@@ -278,10 +282,12 @@ class JobStore:
                 },
             ).first()
             if row is not None:
-                if row._mapping["attempts"] > 1:  # a first run has no earlier attempt open
+                run = row._mapping["runs"]
+                if run > 1:  # a first run has no earlier attempt open
                     self._interrupt_open_attempts(conn, job_id, now)
                 conn.execute(
-                    INSERT_ATTEMPT, {"job_id": job_id, "number": attempt, "started_at": now}
+                    INSERT_ATTEMPT,
+                    {"job_id": job_id, "number": attempt, "run": run, "started_at": now},
                 )
         if row is not None:
             # UPDATE ... RETURNING gave the claimed row; its attempt log is not needed to run.
@@ -325,6 +331,28 @@ class JobStore:
             status=QUEUED,
             reason=outcome,
             error=error,
+            lease_token=None,
+            lease_expires_at=None,
+        )
+
+    def continue_run(
+        self, job_id: str, token: str, *, task_name: str, spent_seconds: float
+    ) -> bool:
+        """End a run whose slice is spent: the job waits, queued, for its continuation task.
+
+        Its next claim uses no attempt (``continuing``) and goes on spending this
+        attempt's budget, of which this run used ``spent_seconds``.
+        """
+        return self._close(
+            job_id,
+            token,
+            Reason.CONTINUED,
+            attempt_error=None,
+            status=QUEUED,
+            reason=Reason.CONTINUED,
+            continuing=True,
+            task_name=task_name,
+            spent_seconds=jobs.c.spent_seconds + spent_seconds,
             lease_token=None,
             lease_expires_at=None,
         )
@@ -389,7 +417,7 @@ class JobStore:
             .where(attempts.c.job_id == job_id, attempts.c.finished_at.is_(None))
             .values(
                 finished_at=now,
-                outcome="interrupted",
+                outcome=Reason.INTERRUPTED,
                 error="the runner stopped without answering (killed or timed out)",
             )
         )
@@ -429,6 +457,7 @@ class JobStore:
                 if not ids:
                     return total
                 conn.execute(delete(attempts).where(attempts.c.job_id.in_(ids)))
+                conn.execute(delete(steps).where(steps.c.job_id.in_(ids)))
                 total += conn.execute(delete(jobs).where(jobs.c.id.in_(ids))).rowcount
 
     def reap(self, *, lease_expired_before: dt.datetime) -> int:

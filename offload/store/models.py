@@ -6,7 +6,7 @@ import datetime as dt
 from dataclasses import dataclass, field
 from typing import Any
 
-__all__ = ["FINISHED", "STATUSES", "Attempt", "Job"]
+__all__ = ["FINISHED", "STATUSES", "Attempt", "Job", "Step"]
 
 QUEUED = "queued"
 RUNNING = "running"
@@ -32,15 +32,38 @@ class Attempt:
     finished_at: dt.datetime | None
     outcome: str | None
     error: str | None
+    run: int | None = None  # the job's run counter (continuations included); None before
 
     def to_resource(self) -> dict[str, Any]:
         """The attempt as the API shows it."""
         return {
             "number": self.number,
+            "run": self.run,
             "started_at": _iso(self.started_at),
             "finished_at": _iso(self.finished_at),
             "outcome": self.outcome,
             "error": self.error,
+        }
+
+
+@dataclass(frozen=True)
+class Step:
+    """One ``ctx.step`` of a durable job: ``running``, ``finished`` or ``failed``."""
+
+    name: str
+    status: str
+    run: int
+    started_at: dt.datetime
+    finished_at: dt.datetime | None
+
+    def to_resource(self) -> dict[str, Any]:
+        """The step as the API shows it (its result stays in the store)."""
+        return {
+            "name": self.name,
+            "status": self.status,
+            "run": self.run,
+            "started_at": _iso(self.started_at),
+            "finished_at": _iso(self.finished_at),
         }
 
 
@@ -75,7 +98,12 @@ class Job:
     started_at: dt.datetime | None
     finished_at: dt.datetime | None
     resubmit_of: str | None = None
+    runs: int = 0
+    continuing: bool = False
+    spent_seconds: float = 0.0
+    checkpoint_at: dt.datetime | None = None
     attempt_log: tuple[Attempt, ...] = field(default=())
+    steps: tuple[Step, ...] = field(default=())
 
     @property
     def finished(self) -> bool:
@@ -109,4 +137,7 @@ class Job:
             "started_at": _iso(self.started_at),
             "finished_at": _iso(self.finished_at),
             "attempt_log": [a.to_resource() for a in self.attempt_log],
+            "runs": self.runs,
+            "steps": [s.to_resource() for s in self.steps],
+            "checkpoint_at": _iso(self.checkpoint_at),
         }

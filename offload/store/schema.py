@@ -16,14 +16,16 @@ from sqlalchemy import (
     Index,
     Integer,
     MetaData,
+    PrimaryKeyConstraint,
     String,
     Table,
     Text,
     TypeDecorator,
     UniqueConstraint,
+    false,
 )
 
-__all__ = ["attempts", "jobs", "metadata"]
+__all__ = ["attempts", "jobs", "metadata", "steps"]
 
 
 class UTCDateTime(TypeDecorator[dt.datetime]):
@@ -82,6 +84,15 @@ jobs = Table(
     Column("started_at", UTCDateTime),
     Column("finished_at", UTCDateTime),
     Column("resubmit_of", String(26)),
+    # Durable jobs: runs counts every run (continuations too; attempts only those that
+    # use an attempt); continuing marks a job waiting for its continuation task, whose
+    # claim uses no attempt; spent_seconds is the running time of the current attempt's
+    # runs (its budget is deadline_seconds); checkpoint is ctx.checkpoint's last value.
+    Column("runs", Integer, nullable=False, default=0, server_default="0"),
+    Column("continuing", Boolean, nullable=False, default=False, server_default=false()),
+    Column("spent_seconds", Float, nullable=False, default=0.0, server_default="0"),
+    Column("checkpoint", JSON),
+    Column("checkpoint_at", UTCDateTime),
     # An idempotency key is the client's: two clients may use the same one.
     UniqueConstraint("owner", "idempotency_key", name="uq_offload_jobs_owner_key"),
     # Lists page newest first by id (ids are time-ordered), filtered by status or type,
@@ -99,9 +110,26 @@ attempts = Table(
     Column("id", Integer, primary_key=True, autoincrement=True),
     Column("job_id", String(26), ForeignKey("offload_jobs.id", ondelete="CASCADE"), nullable=False),
     Column("number", Integer, nullable=False),
+    Column("run", Integer),  # the job's run counter at this run (continuations included)
     Column("started_at", UTCDateTime, nullable=False),
     Column("finished_at", UTCDateTime),
     Column("outcome", String(32)),
     Column("error", Text),
     Index("ix_offload_attempts_job_id", "job_id", "number"),
+)
+
+# The steps of durable jobs (ctx.step): a finished step's result is returned by every
+# later run instead of running the step again.
+steps = Table(
+    "offload_steps",
+    metadata,
+    Column("job_id", String(26), ForeignKey("offload_jobs.id", ondelete="CASCADE"), nullable=False),
+    Column("name", String(200), nullable=False),
+    Column("status", String(16), nullable=False),  # running, finished, failed
+    Column("run", Integer, nullable=False),  # the run that last started (or finished) it
+    Column("result", JSON),
+    Column("error", Text),
+    Column("started_at", UTCDateTime, nullable=False),
+    Column("finished_at", UTCDateTime),
+    PrimaryKeyConstraint("job_id", "name", name="pk_offload_steps"),
 )
