@@ -95,11 +95,12 @@ def _demo_dir() -> Path:
     return folder
 
 
-def _long_step(record: str, index: int, seconds: float, run: int) -> dict[str, int]:
+def _long_step(record: str, index: int, seconds: float, ctx: JobContext) -> dict[str, int]:
     # One line per real execution of the body, written before the work: a step that a
     # kill interrupts and that runs again shows up twice, whatever the framework says.
     with open(record, "a", encoding="utf-8") as f:
-        f.write(f"{index} {run}\n")
+        f.write(f"{index} {ctx.run_number}\n")
+    ctx.logger.info("step %d running", index)
     time.sleep(seconds)
     return {"step": index}
 
@@ -109,8 +110,9 @@ def long_steps(ctx: JobContext, payload: LongPayload) -> dict[str, Any]:
     """Run `steps` steps of `step_seconds` each through ctx.step, over as many runs as needed."""
     record = _demo_dir() / f"demo.long-{ctx.job_id}.txt"
     for i in range(payload.steps):
-        ctx.step(str(i), _long_step, str(record), i, payload.step_seconds, ctx.run_number)
-        ctx.logger.info("step %d of %d done", i + 1, payload.steps)
+        # A step boundary: a finished step returns its stored result at once, and when
+        # the run's slice is nearly spent the job continues in a new request here.
+        ctx.step(str(i), _long_step, str(record), i, payload.step_seconds, ctx)
         ctx.progress((i + 1) / payload.steps, f"step {i + 1} of {payload.steps}")
     counts = {str(i): 0 for i in range(payload.steps)}
     for line in record.read_text(encoding="utf-8").splitlines():
@@ -128,7 +130,9 @@ def iterate(ctx: JobContext, payload: IteratePayload) -> dict[str, Any]:
     if saved is not None:
         ctx.logger.info("resuming at item %d (restart %d)", start, restarts)
     for i in range(start, payload.items):
+        # Saved before item i: a run that stops here (slice spent, or killed while on
+        # item i) is resumed at item i by the next one.
+        ctx.checkpoint({"next": i, "restarts": restarts})
         time.sleep(payload.item_seconds)  # the work on item i
-        ctx.checkpoint({"next": i + 1, "restarts": restarts})
         ctx.progress((i + 1) / payload.items, f"item {i + 1} of {payload.items}")
     return {"processed": payload.items, "restarts": restarts}

@@ -120,9 +120,10 @@ class JobContext:
         if now - self._last_write >= self.progress_interval or fraction >= 1.0:
             self._last_write = now
             self.save_progress(fraction, message)
-            self.check()
-        else:
-            self.deadline.check()
+            # Not a boundary that continues the job: only steps, checkpoints and check().
+            if self.cancelled:
+                raise CancelledError("the job was cancelled")
+        self.deadline.check()
 
     def check(self) -> None:
         """A checkpoint: raise CancelledError if cancelled, DeadlineExceededError if late.

@@ -47,7 +47,8 @@ SELECT_JOB_BY_KEY = select(jobs).where(
 SELECT_ATTEMPTS = (
     select(attempts)
     .where(attempts.c.job_id == bindparam("p_id"))
-    .order_by(attempts.c.number, attempts.c.id)
+    # In the order the runs began: a continuation's delivery numbers start at 1 again.
+    .order_by(attempts.c.id)
 )
 SELECT_STEPS = (
     select(steps.c.name, steps.c.status, steps.c.run, steps.c.started_at, steps.c.finished_at)
