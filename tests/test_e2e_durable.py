@@ -47,7 +47,9 @@ def _start(tmp: Path, database_url: str) -> Stack:
 @pytest.fixture(
     scope="module", params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)]
 )
-def durable(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
+def durable(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[Stack]:
     """A stack with short slices, on each store engine."""
     tmp = tmp_path_factory.mktemp(f"durable-{request.param}")
     if request.param == "sqlite":
