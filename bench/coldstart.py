@@ -94,6 +94,7 @@ def run(settings: Settings) -> list[Row]:
     rss: dict[str, float] = {}
     try:
         stack.start_emulator()
+        stack.migrate()
         env = dict(stack.env)
         worker_port = int(stack.worker_url.rsplit(":", 1)[1])
         submit = json.dumps({"type": "demo.echo", "payload": {}}).encode()

@@ -5,16 +5,25 @@ from __future__ import annotations
 import argparse
 import sys
 from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
 from offload.config import load_config
+from offload.errors import OffloadError
+
+if TYPE_CHECKING:
+    from offload.store import JobStore
 
 __all__ = ["main"]
 
 
 def _run(args: argparse.Namespace) -> int:
     from offload.devrun import Supervisor, local_processes
+    from offload.store import migrate
 
-    supervisor = Supervisor(local_processes(load_config()), raw=args.raw)
+    config = load_config()
+    # Locally the schema follows the code: what a deploy step does in production.
+    migrate.upgrade(str(config["DATABASE_URL"]))
+    supervisor = Supervisor(local_processes(config), raw=args.raw)
     supervisor.start()
     return supervisor.wait()
 
@@ -25,37 +34,105 @@ def _logs(args: argparse.Namespace) -> int:
     return logs_main(args)
 
 
-def _expire(args: argparse.Namespace) -> int:
-    from worker import create_app
-    from worker.cron import expire_jobs
-
-    app = create_app()
-    with app.app_context():
-        retention = (
-            args.older_than if args.older_than is not None else app.config["JOB_RETENTION_SECONDS"]
-        )
-        print(f"expired {expire_jobs(int(retention))} jobs")
-    return 0
-
-
-def _init_db(_args: argparse.Namespace) -> int:
+def _store() -> JobStore:
     from offload.store import JobStore
 
     config = load_config()
-    store = JobStore(config["DATABASE_URL"], pool_size=1)
-    store.create_schema()
-    store.dispose()
-    print("schema ready")
+    return JobStore(config["DATABASE_URL"], pool_size=1)
+
+
+def _expire(args: argparse.Namespace) -> int:
+    from offload.housekeeping import expire_finished
+
+    config = load_config()
+    retention = args.older_than if args.older_than is not None else config["JOB_RETENTION_SECONDS"]
+    store = _store()
+    try:
+        store.check_schema()
+        print(f"expired {expire_finished(store, int(retention))} jobs")
+    finally:
+        store.dispose()
+    return 0
+
+
+def _db_upgrade(args: argparse.Namespace) -> int:
+    from offload.store import migrate
+
+    url = str(load_config()["DATABASE_URL"])
+    migrate.upgrade(url, args.revision, sql=args.sql)
+    if not args.sql:
+        print(f"schema at revision {migrate.current_revision(url)}")
+    return 0
+
+
+def _db_downgrade(args: argparse.Namespace) -> int:
+    from offload.store import migrate
+
+    url = str(load_config()["DATABASE_URL"])
+    migrate.downgrade(url, args.revision)
+    print(f"schema at revision {migrate.current_revision(url) or 'none'}")
+    return 0
+
+
+def _db_current(_args: argparse.Namespace) -> int:
+    from offload.store import migrate
+
+    url = str(load_config()["DATABASE_URL"])
+    current, head = migrate.current_revision(url), migrate.head_revision()
+    state = "up to date" if current == head else f"behind: run offload db upgrade to reach {head}"
+    print(f"{current or 'none'} ({state})")
+    return 0 if current == head else 1
+
+
+def _db_history(_args: argparse.Namespace) -> int:
+    from offload.store import migrate
+
+    for revision, parent, message in migrate.history():
+        print(f"{parent or 'base'} -> {revision}  {message.splitlines()[0] if message else ''}")
+    return 0
+
+
+def _db_revision(args: argparse.Namespace) -> int:
+    from offload.store import migrate
+
+    url = str(load_config()["DATABASE_URL"])
+    print(migrate.new_revision(url, args.message, autogenerate=not args.empty))
     return 0
 
 
 def _new_key(args: argparse.Namespace) -> int:
-    from web.auth import hash_key, new_key
+    from offload.keys import hash_key, new_key
 
     key = new_key()
     print(f"key (give it to the client, then forget it): {key}")
     print(f"OFFLOAD_API_KEYS entry: {args.name}:{hash_key(key)}:{args.role}")
     return 0
+
+
+def _add_db_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    db = sub.add_parser(
+        "db",
+        help="the job store's schema migrations",
+        description="Migrations of the database OFFLOAD_DATABASE_URL names. Run upgrade as a "
+        "deploy step, before the new code serves (docs/DEPLOY.md).",
+    ).add_subparsers(dest="db", required=True)
+    upgrade = db.add_parser("upgrade", help="apply the migrations up to the newest one")
+    upgrade.add_argument("revision", nargs="?", default="head", help="default: head")
+    upgrade.add_argument("--sql", action="store_true", help="print the SQL instead of running it")
+    upgrade.set_defaults(func=_db_upgrade)
+    down = db.add_parser("downgrade", help="undo migrations down to REVISION (loses data)")
+    down.add_argument("revision", help="a revision number, or base")
+    down.set_defaults(func=_db_downgrade)
+    db.add_parser("current", help="the database's revision (exit 1 when behind)").set_defaults(
+        func=_db_current
+    )
+    db.add_parser("history", help="every migration, oldest first").set_defaults(func=_db_history)
+    rev = db.add_parser(
+        "revision", help="developers: write the next migration, autogenerated from schema.py"
+    )
+    rev.add_argument("-m", "--message", required=True, help="what the migration changes")
+    rev.add_argument("--empty", action="store_true", help="an empty revision to fill by hand")
+    rev.set_defaults(func=_db_revision)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -76,10 +153,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     add_arguments(logs)
     logs.set_defaults(func=_logs)
-    db = sub.add_parser("db", help="database schema").add_subparsers(dest="db", required=True)
-    db.add_parser("init", help="create the tables and indexes if missing").set_defaults(
-        func=_init_db
-    )
+    _add_db_commands(sub)
     jobs = sub.add_parser("jobs", help="job housekeeping").add_subparsers(
         dest="jobs", required=True
     )
@@ -99,7 +173,11 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``offload`` command."""
     args = build_parser().parse_args(argv)
-    code: int = args.func(args)
+    try:
+        code: int = args.func(args)
+    except OffloadError as e:
+        print(f"offload: {e}", file=sys.stderr)
+        return 1
     return code
 
 

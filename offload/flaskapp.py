@@ -28,7 +28,7 @@ def base_app(import_name: str, service: str, overrides: Mapping[str, Any] | None
     load_job_modules(m.strip() for m in str(config["JOB_MODULES"]).split(","))
 
     store = JobStore(config["DATABASE_URL"], pool_size=config["DATABASE_POOL_SIZE"])
-    store.create_schema()
+    store.check_schema()
     app.extensions["offload.store"] = store
 
     requestctx.init_app(app)

@@ -72,8 +72,10 @@ def emulator(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
 
 
 def app_config(tmp: Path, **overrides: Any) -> dict[str, Any]:
-    """Configuration for an in-process app writing under ``tmp``."""
-    return {
+    """Configuration for an in-process app writing under ``tmp`` (its database migrated)."""
+    from offload.store import migrate
+
+    config = {
         "PROJECT_ID": PROJECT,
         "LOCATION": LOCATION,
         "QUEUE": QUEUE,
@@ -84,6 +86,8 @@ def app_config(tmp: Path, **overrides: Any) -> dict[str, Any]:
         "PLATFORM_TIMEOUT_SECONDS": 600,
         **overrides,
     }
+    migrate.upgrade(str(config["DATABASE_URL"]))
+    return config
 
 
 @pytest.fixture

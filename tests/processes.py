@@ -129,6 +129,7 @@ class Stack:
     emulator_port: int = 0
     emulator_http_port: int = 0
     procs: dict[str, Proc] = field(default_factory=dict)
+    migrated: bool = False
 
     @property
     def log_dir(self) -> Path:
@@ -170,7 +171,20 @@ class Stack:
             f"http://127.0.0.1:{self.emulator_http_port}/oauth2/v1/certs"
         )
 
+    def migrate(self) -> None:
+        """Bring the stack's database to the newest schema, as a deploy step would."""
+        subprocess.run(
+            [sys.executable, "-m", "offload.cli", "db", "upgrade"],
+            cwd=ROOT,
+            env={**os.environ, **self.env},
+            check=True,
+            capture_output=True,
+        )
+        self.migrated = True
+
     def start_service(self, name: str, *, processes: int = 2, timeout: int = 60) -> None:
+        if not self.migrated:
+            self.migrate()
         url = self.worker_url if name == "worker" else f"http://127.0.0.1:{free_port()}"
         if name == "web":
             self.web_url = url

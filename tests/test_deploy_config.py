@@ -29,6 +29,7 @@ from gunicorn.config import Config as GunicornConfig
 from offload.config import ENV_PREFIX, SETTINGS, load_config
 from offload.errors import ConfigError
 from offload.registry import job_types, load_job_modules
+from offload.store import migrate
 from tests.conftest import app_config
 from worker import check_timeouts
 
@@ -363,6 +364,8 @@ def test_each_entrypoint_starts_its_app_through_gunicorn(name: str, tmp_path: Pa
     env["OFFLOAD_PLATFORM_TIMEOUT_SECONDS"] = str(
         min(int(env.get("OFFLOAD_PLATFORM_TIMEOUT_SECONDS", 86400)), PLATFORM_TIMEOUT[scaling])
     )
+    # The deploy step runs the migrations before the new version serves (docs/DEPLOY.md).
+    migrate.upgrade(env["OFFLOAD_DATABASE_URL"])
     done = subprocess.run(
         [sys.executable, "-m", "gunicorn", *entry.argv[1:], "--check-config"],
         cwd=ROOT,

@@ -15,9 +15,9 @@ import schemathesis
 from hypothesis import HealthCheck, given, settings
 from schemathesis import checks
 
+from offload.keys import hash_key
 from tests.conftest import postgres_schema_url
 from tests.processes import Stack
-from web.auth import hash_key
 
 pytestmark = pytest.mark.e2e
 

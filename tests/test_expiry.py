@@ -40,8 +40,14 @@ def test_offload_jobs_expire_command(tmp_path: Path) -> None:
         "OFFLOAD_LOG_DIR": "",
         "OFFLOAD_PLATFORM_TIMEOUT_SECONDS": "600",
     }
-    out = subprocess.run(
-        [sys.executable, "-m", "offload.cli", "jobs", "expire", "--older-than", "60"],
-        cwd=ROOT, env=env, capture_output=True, text=True, timeout=60, check=True,
+    expire = [sys.executable, "-m", "offload.cli", "jobs", "expire", "--older-than", "60"]
+    refused = subprocess.run(expire, cwd=ROOT, env=env, capture_output=True, text=True, timeout=60)
+    assert refused.returncode == 1
+    assert "run `offload db upgrade`" in refused.stderr and "Traceback" not in refused.stderr
+    subprocess.run(
+        [sys.executable, "-m", "offload.cli", "db", "upgrade"],
+        cwd=ROOT, env=env, capture_output=True, timeout=60, check=True,
     )  # fmt: skip
+    out = subprocess.run(expire, cwd=ROOT, env=env, capture_output=True, text=True, timeout=60)
+    assert out.returncode == 0, out.stderr
     assert "expired 0 jobs" in out.stdout

@@ -18,9 +18,9 @@ from flask import Flask
 from flask.testing import FlaskClient
 
 from offload.errors import ConfigError
+from offload.keys import hash_key
 from tests.conftest import Stack, app_config
 from web import create_app
-from web.auth import hash_key
 
 ALICE, BOB, ADMIN, READER, REVOKED = "key-alice", "key-bob", "key-admin", "key-reader", "key-old"
 

@@ -12,7 +12,6 @@ from __future__ import annotations
 import hashlib
 import hmac
 import logging
-import secrets
 import threading
 import time
 from collections.abc import Mapping
@@ -32,9 +31,7 @@ __all__ = [
     "IapAuth",
     "NoAuth",
     "Principal",
-    "hash_key",
     "make_api_auth",
-    "new_key",
 ]
 
 log = logging.getLogger(__name__)
@@ -59,16 +56,6 @@ class Principal:
     def may(self, needed: str) -> bool:
         """Whether the role includes ``needed``."""
         return ROLES.index(self.role) >= ROLES.index(needed)
-
-
-def hash_key(key: str) -> str:
-    """The stored form of an API key: SHA-256, hex (keys are random, not passwords)."""
-    return hashlib.sha256(key.encode()).hexdigest()
-
-
-def new_key() -> str:
-    """A new random API key."""
-    return "ofk_" + secrets.token_urlsafe(32)
 
 
 def _unauthorized(detail: str, challenge: str) -> ProblemError:

@@ -1,5 +1,6 @@
 """gunicorn entry point: ``gunicorn web.main:app``."""
 
+from offload.startup import build
 from web import create_app
 
-app = create_app()
+app = build("web", create_app)

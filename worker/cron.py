@@ -8,24 +8,15 @@ import logging
 from flask import Blueprint, Response, current_app, jsonify, request
 
 from offload.flaskapp import get_store
+from offload.housekeeping import expire_finished
 from offload.problems import problem_response
 from offload.store import utcnow
 from worker.auth import OidcAuthenticator, PushAuthenticator
 
-__all__ = ["bp", "expire_jobs"]
+__all__ = ["bp"]
 
 log = logging.getLogger(__name__)
 bp = Blueprint("cron", __name__)
-
-
-def expire_jobs(retention_seconds: int) -> int:
-    """Delete jobs that finished more than ``retention_seconds`` ago; 0 keeps all."""
-    if retention_seconds <= 0:
-        return 0
-    cutoff = utcnow() - dt.timedelta(seconds=retention_seconds)
-    count = get_store(current_app).expire(finished_before=cutoff)
-    log.info("expired %d jobs finished before %s", count, cutoff.isoformat())
-    return count
 
 
 @bp.get("/cron/expire")
@@ -40,7 +31,9 @@ def expire() -> Response:
     if not allowed:
         log.warning("cron call refused: not from App Engine cron or the scheduler")
         return problem_response(403, "Forbidden", "only the scheduler may call this")
-    count = expire_jobs(int(current_app.config["JOB_RETENTION_SECONDS"]))
+    count = expire_finished(
+        get_store(current_app), int(current_app.config["JOB_RETENTION_SECONDS"])
+    )
     cutoff = utcnow() - dt.timedelta(seconds=int(current_app.config["STALE_RUN_SECONDS"]))
     reaped = get_store(current_app).reap(lease_expired_before=cutoff)
     if reaped:

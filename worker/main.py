@@ -1,5 +1,6 @@
 """gunicorn entry point: ``gunicorn worker.main:app``."""
 
+from offload.startup import build
 from worker import create_app
 
-app = create_app()
+app = build("worker", create_app)

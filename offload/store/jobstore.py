@@ -11,7 +11,6 @@ from __future__ import annotations
 import datetime as dt
 import logging
 import secrets
-import time
 from dataclasses import dataclass
 from typing import Any
 
@@ -38,7 +37,7 @@ from offload.store.models import (
     RUNNING,
     Job,
 )
-from offload.store.schema import attempts, jobs, metadata, steps
+from offload.store.schema import SCHEMA_REVISION, VERSION_TABLE, attempts, jobs, steps
 from offload.store.statements import (
     CLAIM,
     INSERT_ATTEMPT,
@@ -115,19 +114,33 @@ class JobStore(DurableStore):
         return self.engine.dialect.name
 
     def create_schema(self) -> None:
-        """Create the tables and indexes if missing; safe when several processes race."""
-        for attempt in range(5):
-            try:
-                with self.engine.begin() as conn:
-                    if self.dialect == "postgresql":
-                        conn.execute(text("SELECT pg_advisory_xact_lock(5186120)"))
-                    metadata.create_all(conn, checkfirst=True)
-                return
-            except (OperationalError, ProgrammingError, IntegrityError):
-                # Another process created a table between our check and our CREATE.
-                if attempt == 4:
-                    raise
-                time.sleep(0.05 * (attempt + 1))
+        """Bring the schema to the newest revision (tests and tools; services never do)."""
+        from offload.store.migrate import upgrade
+
+        upgrade(self.engine.url.render_as_string(hide_password=False))
+
+    def schema_revision(self) -> str | None:
+        """The migration revision the database is at (None: no schema yet)."""
+        try:
+            with self.engine.connect() as conn:
+                value = conn.execute(text(f"SELECT version_num FROM {VERSION_TABLE}")).scalar()
+        except (OperationalError, ProgrammingError):
+            return None  # no version table: never migrated
+        return None if value is None else str(value)
+
+    def check_schema(self) -> None:
+        """Refuse a database whose schema is behind the code (a newer one is fine).
+
+        Revisions are numbered and only ever add, so code may run on a schema newer than
+        itself while a deploy rolls out; an older schema lacks what the code needs.
+        """
+        current = self.schema_revision()
+        if current is None or int(current) < int(SCHEMA_REVISION):
+            raise StoreError(
+                f"the job store's schema is at revision {current or 'none'}, this code needs "
+                f"{SCHEMA_REVISION}: run `offload db upgrade` with the same "
+                "OFFLOAD_DATABASE_URL (see docs/DEPLOY.md)"
+            )
 
     def dispose(self) -> None:
         """Close every pooled connection."""

@@ -22,10 +22,16 @@ from sqlalchemy import (
     Text,
     TypeDecorator,
     UniqueConstraint,
-    false,
 )
 
-__all__ = ["attempts", "jobs", "metadata", "steps"]
+__all__ = ["SCHEMA_REVISION", "VERSION_TABLE", "attempts", "jobs", "metadata", "steps"]
+
+# The newest migration (offload/store/migrations/versions/): services refuse to serve on
+# a database behind it. Revisions are numbered, so "behind" is a comparison; a test
+# checks that this is the migrations' head and that the tables below match them.
+SCHEMA_REVISION = "0002"
+# Alembic's version table, with the project's prefix (the database may be shared).
+VERSION_TABLE = "offload_schema_version"
 
 
 class UTCDateTime(TypeDecorator[dt.datetime]):
@@ -89,7 +95,7 @@ jobs = Table(
     # claim uses no attempt; spent_seconds is the running time of the current attempt's
     # runs (its budget is deadline_seconds); checkpoint is ctx.checkpoint's last value.
     Column("runs", Integer, nullable=False, default=0, server_default="0"),
-    Column("continuing", Boolean, nullable=False, default=False, server_default=false()),
+    Column("continuing", Boolean, nullable=False, default=False, server_default="0"),
     Column("spent_seconds", Float, nullable=False, default=0.0, server_default="0"),
     Column("checkpoint", JSON),
     Column("checkpoint_at", UTCDateTime),

@@ -1,0 +1,1 @@
+"""Alembic migrations of the job store; ``offload db upgrade`` applies them."""
