@@ -88,12 +88,13 @@ class JobContext:
     # Set when this run ends with its slice (not with the attempt's budget): then a
     # boundary may continue the job in a new run instead of overrunning.
     slice_deadline: Deadline | None = None
+    clock: Callable[[], float] = time.monotonic  # the deadlines' clock (tests pass a fake)
     _last_write: float = field(default=float("-inf"), repr=False)
     _cancelled: bool = field(default=False, repr=False)
     _used: set[str] = field(default_factory=set, repr=False)
     _in_step: str | None = field(default=None, repr=False)
     _progressed: bool = field(default=False, repr=False)  # a step or checkpoint stored
-    _last_boundary: float = field(default_factory=time.monotonic, repr=False)
+    _last_boundary: float | None = field(default=None, repr=False)
     _longest_stretch: float = field(default=0.0, repr=False)
 
     @property
@@ -116,7 +117,7 @@ class JobContext:
     def progress(self, fraction: float, message: str | None = None) -> None:
         """Report progress in [0, 1]; raises CancelledError or DeadlineExceededError if due."""
         fraction = min(1.0, max(0.0, float(fraction)))
-        now = time.monotonic()
+        now = self.clock()
         if now - self._last_write >= self.progress_interval or fraction >= 1.0:
             self._last_write = now
             self.save_progress(fraction, message)
@@ -139,8 +140,9 @@ class JobContext:
     def _boundary(self) -> None:
         if self._in_step is not None:  # a check inside a step: the step is not stored yet
             return
-        now = time.monotonic()
-        self._longest_stretch = max(self._longest_stretch, now - self._last_boundary)
+        now = self.clock()
+        since = self.deadline.started_at if self._last_boundary is None else self._last_boundary
+        self._longest_stretch = max(self._longest_stretch, now - since)
         self._last_boundary = now
         # Without stored progress a new run would start over: let the deadline decide.
         if self.slice_deadline is None or not self._progressed:
