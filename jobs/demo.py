@@ -6,11 +6,12 @@ import time
 from pathlib import Path
 from typing import Any
 
-from flask import current_app
+import flask
 from pydantic import BaseModel, ConfigDict, Field
 
 from offload.context import JobContext
 from offload.errors import PermanentError, TransientError
+from offload.flaskapp import get_settings
 from offload.registry import job
 
 
@@ -90,7 +91,7 @@ def fail(ctx: JobContext, payload: FailPayload) -> None:
 
 def _demo_dir() -> Path:
     """Where demo jobs keep their own records (OFFLOAD_DEMO_DIR), made if missing."""
-    folder = Path(str(current_app.config["DEMO_DIR"]))
+    folder = Path(get_settings(flask.current_app).demo_dir)
     folder.mkdir(parents=True, exist_ok=True)
     return folder
 

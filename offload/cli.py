@@ -7,8 +7,8 @@ import sys
 from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
-from offload.config import load_config
 from offload.errors import OffloadError
+from offload.settings import Settings, load_settings
 
 if TYPE_CHECKING:
     from offload.store import JobStore
@@ -20,10 +20,10 @@ def _run(args: argparse.Namespace) -> int:
     from offload.devrun import Supervisor, local_processes
     from offload.store import migrate
 
-    config = load_config()
+    settings = load_settings()
     # Locally the schema follows the code: what a deploy step does in production.
-    migrate.upgrade(str(config["DATABASE_URL"]))
-    supervisor = Supervisor(local_processes(config), raw=args.raw)
+    migrate.upgrade(settings.database_url.get_secret_value())
+    supervisor = Supervisor(local_processes(settings), raw=args.raw)
     supervisor.start()
     return supervisor.wait()
 
@@ -34,19 +34,22 @@ def _logs(args: argparse.Namespace) -> int:
     return logs_main(args)
 
 
-def _store() -> JobStore:
+def _database_url() -> str:
+    return load_settings().database_url.get_secret_value()
+
+
+def _store(settings: Settings) -> JobStore:
     from offload.store import JobStore
 
-    config = load_config()
-    return JobStore(config["DATABASE_URL"], pool_size=1)
+    return JobStore(settings.database_url.get_secret_value(), pool_size=1)
 
 
 def _expire(args: argparse.Namespace) -> int:
     from offload.housekeeping import expire_finished
 
-    config = load_config()
-    retention = args.older_than if args.older_than is not None else config["JOB_RETENTION_SECONDS"]
-    store = _store()
+    settings = load_settings()
+    retention = args.older_than if args.older_than is not None else settings.job_retention_seconds
+    store = _store(settings)
     try:
         store.check_schema()
         print(f"expired {expire_finished(store, int(retention))} jobs")
@@ -58,7 +61,7 @@ def _expire(args: argparse.Namespace) -> int:
 def _db_upgrade(args: argparse.Namespace) -> int:
     from offload.store import migrate
 
-    url = str(load_config()["DATABASE_URL"])
+    url = _database_url()
     migrate.upgrade(url, args.revision, sql=args.sql)
     if not args.sql:
         print(f"schema at revision {migrate.current_revision(url)}")
@@ -68,7 +71,7 @@ def _db_upgrade(args: argparse.Namespace) -> int:
 def _db_downgrade(args: argparse.Namespace) -> int:
     from offload.store import migrate
 
-    url = str(load_config()["DATABASE_URL"])
+    url = _database_url()
     migrate.downgrade(url, args.revision)
     print(f"schema at revision {migrate.current_revision(url) or 'none'}")
     return 0
@@ -77,7 +80,7 @@ def _db_downgrade(args: argparse.Namespace) -> int:
 def _db_current(_args: argparse.Namespace) -> int:
     from offload.store import migrate
 
-    url = str(load_config()["DATABASE_URL"])
+    url = _database_url()
     current, head = migrate.current_revision(url), migrate.head_revision()
     state = "up to date" if current == head else f"behind: run offload db upgrade to reach {head}"
     print(f"{current or 'none'} ({state})")
@@ -95,7 +98,7 @@ def _db_history(_args: argparse.Namespace) -> int:
 def _db_revision(args: argparse.Namespace) -> int:
     from offload.store import migrate
 
-    url = str(load_config()["DATABASE_URL"])
+    url = _database_url()
     print(migrate.new_revision(url, args.message, autogenerate=not args.empty))
     return 0
 

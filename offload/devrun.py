@@ -14,9 +14,10 @@ import threading
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import IO, Any
+from typing import IO
 
 from offload.logs import parse_line
+from offload.settings import Settings
 from offload.slices import worker_timeout_for
 
 __all__ = ["ProcessSpec", "Supervisor", "local_processes", "render_line"]
@@ -33,16 +34,16 @@ class ProcessSpec:
     env: Mapping[str, str]
 
 
-def local_processes(config: Mapping[str, Any]) -> list[ProcessSpec]:
-    """The emulator, web and worker commands for ``config`` (ports, paths, processes)."""
-    host = str(config["HOST"])
-    emulator_host = f"{host}:{config['EMULATOR_PORT']}"
-    worker_url = f"http://{host}:{config['WORKER_PORT']}"
+def local_processes(settings: Settings) -> list[ProcessSpec]:
+    """The emulator, web and worker commands for ``settings`` (ports, paths, processes)."""
+    host = settings.host
+    emulator_host = f"{host}:{settings.emulator_port}"
+    worker_url = f"http://{host}:{settings.worker_port}"
     shared_env = {
         "OFFLOAD_TASKS_EMULATOR_HOST": emulator_host,
-        "OFFLOAD_OIDC_CERTS_URL": f"http://{host}:{config['EMULATOR_HTTP_PORT']}/oauth2/v1/certs",
+        "OFFLOAD_OIDC_CERTS_URL": f"http://{host}:{settings.emulator_http_port}/oauth2/v1/certs",
     }
-    if not config.get("WORKER_URL"):
+    if not settings.worker_url:
         shared_env["OFFLOAD_WORKER_URL"] = worker_url
     py = sys.executable
     gunicorn = [py, "-m", "gunicorn", "-c", "gunicorn.conf.py"]
@@ -52,15 +53,15 @@ def local_processes(config: Mapping[str, Any]) -> list[ProcessSpec]:
             [
                 py, "-m", "emulator",
                 "--host", host,
-                "--port", str(config["EMULATOR_PORT"]),
-                "--http-port", str(config["EMULATOR_HTTP_PORT"]),
-                "--project", str(config["PROJECT_ID"]),
-                "--location", str(config["LOCATION"]),
-                "--queue-yaml", str(config["QUEUE_YAML"]),
-                "--appengine-service", f"{config['WORKER_SERVICE']}={worker_url}",
-                "--appengine-service", f"default=http://{host}:{config['WEB_PORT']}",
-                "--data-file", str(config["EMULATOR_DATA_FILE"]),
-                *(["--log-dir", str(config["LOG_DIR"])] if config["LOG_DIR"] else []),
+                "--port", str(settings.emulator_port),
+                "--http-port", str(settings.emulator_http_port),
+                "--project", settings.project_id,
+                "--location", settings.location,
+                "--queue-yaml", settings.queue_yaml,
+                "--appengine-service", f"{settings.worker_service}={worker_url}",
+                "--appengine-service", f"default=http://{host}:{settings.web_port}",
+                "--data-file", settings.emulator_data_file,
+                *(["--log-dir", settings.log_dir] if settings.log_dir else []),
             ],
             shared_env,
         ),
@@ -68,8 +69,8 @@ def local_processes(config: Mapping[str, Any]) -> list[ProcessSpec]:
             "web",
             [
                 *gunicorn, "--name", "web",
-                "--bind", f"{host}:{config['WEB_PORT']}",
-                "--workers", str(config["WEB_PROCESSES"]),
+                "--bind", f"{host}:{settings.web_port}",
+                "--workers", str(settings.web_processes),
                 "--timeout", "30",
                 "web.main:app",
             ],
@@ -79,11 +80,11 @@ def local_processes(config: Mapping[str, Any]) -> list[ProcessSpec]:
             "worker",
             [
                 *gunicorn, "--name", "worker",
-                "--bind", f"{host}:{config['WORKER_PORT']}",
-                "--workers", str(config["WORKER_PROCESSES"]),
+                "--bind", f"{host}:{settings.worker_port}",
+                "--workers", str(settings.worker_processes),
                 # gunicorn's timeout follows the slice, so the lease (and the recovery
                 # of a killed run) is about one slice, not a fixed 11 minutes.
-                "--timeout", str(worker_timeout_for(config)),
+                "--timeout", str(worker_timeout_for(settings)),
                 "worker.main:app",
             ],
             shared_env,

@@ -10,7 +10,6 @@ from __future__ import annotations
 import datetime as dt
 import json
 import logging
-import math
 from collections.abc import Mapping
 from typing import Any
 
@@ -21,7 +20,9 @@ from google.cloud import tasks_v2
 from google.cloud.tasks_v2.services.cloud_tasks.transports import CloudTasksGrpcTransport
 from google.protobuf import duration_pb2, timestamp_pb2
 
-from offload.errors import ConfigError, EnqueueError
+from offload.errors import ConfigError, EnqueueError, EnvelopeError
+from offload.ids import is_job_id
+from offload.settings import Settings
 
 __all__ = ["TaskEnvelope", "TaskQueue", "dispatch_deadline_for"]
 
@@ -38,6 +39,9 @@ def dispatch_deadline_for(budget_seconds: float, margin_seconds: float, target: 
     return min(max(budget_seconds + margin_seconds, _MIN_DISPATCH), _MAX_DISPATCH[target])
 
 
+_ENVELOPE_KEYS = frozenset({"job_id", "type", "request_id"})
+
+
 class TaskEnvelope(dict[str, str]):
     """A task's small JSON body: job id, type, request id (the payload stays in the store)."""
 
@@ -50,37 +54,62 @@ class TaskEnvelope(dict[str, str]):
         """The task body."""
         return json.dumps(self, separators=(",", ":")).encode()
 
+    @classmethod
+    def decode(cls, body: bytes) -> TaskEnvelope:
+        """The envelope in a task body; :class:`EnvelopeError` if it is not one."""
+        try:
+            data = json.loads(body)
+        except (ValueError, RecursionError) as e:
+            raise EnvelopeError(f"the task body is not JSON ({type(e).__name__})") from None
+        if not isinstance(data, dict):
+            raise EnvelopeError("the task body is not a JSON object")
+        job_id = data.get("job_id")
+        if not isinstance(job_id, str) or not is_job_id(job_id):
+            raise EnvelopeError("the task body names no job id")
+        return cls({k: v for k, v in data.items() if k in _ENVELOPE_KEYS and isinstance(v, str)})
+
+    @property
+    def job_id(self) -> str:
+        """The id of the job to run."""
+        return self["job_id"]
+
+    @property
+    def job_type(self) -> str | None:
+        """The job's type, as the submitter recorded it (for log labels)."""
+        return self.get("type")
+
 
 class TaskQueue:
     """The queue jobs are enqueued on."""
 
-    def __init__(self, config: Mapping[str, Any]) -> None:
-        self.target = str(config["TASK_TARGET"])
-        if self.target not in _MAX_DISPATCH:
-            raise ConfigError("OFFLOAD_TASK_TARGET must be 'appengine' or 'http'")
-        self.worker_service = str(config["WORKER_SERVICE"])
-        self.worker_url = str(config["WORKER_URL"]).rstrip("/")
-        self.task_path = str(config["TASK_PATH"])
-        self.service_account = str(config["TASK_SERVICE_ACCOUNT"])
-        self.audience = str(config.get("OIDC_AUDIENCE") or self.worker_url)
-        self.timeout = float(config["ENQUEUE_TIMEOUT_SECONDS"])
-        self.margin = float(config["DISPATCH_MARGIN_SECONDS"])
+    def __init__(self, settings: Settings, *, client: Any = None) -> None:
+        """A queue per ``settings``; ``client`` replaces the Cloud Tasks client (tests)."""
+        self.target = settings.task_target
+        self.worker_service = settings.worker_service
+        self.worker_url = settings.worker_url.rstrip("/")
+        self.task_path = settings.task_path
+        self.service_account = settings.task_service_account
+        self.audience = settings.oidc_audience or self.worker_url
+        self.timeout = settings.enqueue_timeout_seconds
+        self.margin = settings.dispatch_margin_seconds
         # A run lasts at most one slice however long the job's budget: so does a dispatch.
-        self.slice = float(config.get("SLICE_SECONDS") or math.inf)
+        self.slice = settings.slice_seconds
         if self.target == "http" and not (self.worker_url and self.service_account):
             raise ConfigError(
                 "HTTP targets need OFFLOAD_WORKER_URL and OFFLOAD_TASK_SERVICE_ACCOUNT"
             )
-        emulator = str(config["TASKS_EMULATOR_HOST"])
-        if emulator:
-            self._channel: grpc.Channel | None = grpc.insecure_channel(emulator)
+        emulator = settings.tasks_emulator_host
+        self._channel: grpc.Channel | None = None
+        if client is not None:
+            self.client = client
+        elif emulator:
+            self._channel = grpc.insecure_channel(emulator)
             transport = CloudTasksGrpcTransport(channel=self._channel)
             self.client = tasks_v2.CloudTasksClient(transport=transport)
         else:
-            self._channel = None
             self.client = tasks_v2.CloudTasksClient()
         self.queue_path = self.client.queue_path(
-            project=config["PROJECT_ID"], location=config["LOCATION"], queue=config["QUEUE"]
+            project=settings.project_id, location=settings.location, queue=settings.queue
         )
         self._retry = gretry.Retry(
             initial=0.1,

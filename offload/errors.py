@@ -12,6 +12,7 @@ __all__ = [
     "ConfigError",
     "DeadlineExceededError",
     "EnqueueError",
+    "EnvelopeError",
     "JobError",
     "LeaseLostError",
     "OffloadError",
@@ -37,6 +38,10 @@ class StoreError(OffloadError):
 
 class EnqueueError(OffloadError):
     """Cloud Tasks did not accept the task; the submission may be retried later."""
+
+
+class EnvelopeError(OffloadError):
+    """A task's body is not an envelope Offload wrote; the push is dropped (never retried)."""
 
 
 class JobError(OffloadError):

@@ -1,4 +1,4 @@
-"""What the web and worker app factories share: config, logs, store, ids, errors."""
+"""What the web and worker app factories share: settings, logs, store, job types, errors."""
 
 from __future__ import annotations
 
@@ -8,26 +8,36 @@ from typing import Any
 from flask import Flask, Response
 
 from offload import problems, requestctx
-from offload.config import load_config
 from offload.logs import configure_logging_from
-from offload.registry import load_job_modules
+from offload.registry import JobRegistry
+from offload.settings import Settings, load_settings
 from offload.store import JobStore
 
-__all__ = ["base_app", "get_config", "get_store", "no_content"]
+__all__ = ["base_app", "get_settings", "get_store", "no_content"]
 
 
 def base_app(import_name: str, service: str, overrides: Mapping[str, Any] | None) -> Flask:
-    """A Flask app with Offload's config, structured logs, job store and error handling."""
-    config = load_config(overrides)
-    configure_logging_from(service, config)
-    app = Flask(import_name)
-    app.config.update(config)
-    app.config["OFFLOAD_SERVICE"] = service
-    app.config["MAX_CONTENT_LENGTH"] = config["MAX_BODY_BYTES"]
-    app.json.sort_keys = False  # type: ignore[attr-defined]
-    load_job_modules(m.strip() for m in str(config["JOB_MODULES"]).split(","))
+    """A Flask app with Offload's settings, structured logs, job store and error handling.
 
-    store = JobStore(config["DATABASE_URL"], pool_size=config["DATABASE_POOL_SIZE"])
+    ``overrides`` wins over the environment; keys that are not settings (Flask's own,
+    such as ``TESTING``) go to ``app.config`` as they are.
+    """
+    settings = load_settings(overrides)
+    configure_logging_from(service, settings)
+    app = Flask(import_name)
+    app.config.update(settings.as_config())
+    app.config.update({k: v for k, v in (overrides or {}).items() if k not in app.config})
+    app.config["OFFLOAD_SERVICE"] = service
+    app.config["MAX_CONTENT_LENGTH"] = settings.max_body_bytes
+    app.json.sort_keys = False  # type: ignore[attr-defined]
+    app.extensions["offload.settings"] = settings
+    app.extensions["offload.jobs"] = JobRegistry.from_modules(
+        m.strip() for m in settings.job_modules.split(",")
+    )
+
+    store = JobStore(
+        settings.database_url.get_secret_value(), pool_size=settings.database_pool_size
+    )
     store.check_schema()
     app.extensions["offload.store"] = store
 
@@ -43,15 +53,16 @@ def base_app(import_name: str, service: str, overrides: Mapping[str, Any] | None
     return app
 
 
+def get_settings(app: Flask) -> Settings:
+    """The app's typed settings."""
+    settings: Settings = app.extensions["offload.settings"]
+    return settings
+
+
 def get_store(app: Flask) -> JobStore:
     """The app's job store."""
     store: JobStore = app.extensions["offload.store"]
     return store
-
-
-def get_config(app: Flask) -> Mapping[str, Any]:
-    """The app's configuration."""
-    return app.config
 
 
 def no_content() -> Response:

@@ -6,8 +6,8 @@ from typing import Any
 
 from gunicorn import glogging
 
-from offload.config import load_config
 from offload.logs import configure_logging_from
+from offload.settings import load_settings
 
 __all__ = ["Logger"]
 
@@ -18,7 +18,7 @@ class Logger(glogging.Logger):  # type: ignore[misc]
     def setup(self, cfg: Any) -> None:
         """Configure this process's logging once, then route gunicorn's logger through it."""
         super().setup(cfg)
-        configure_logging_from(cfg.proc_name or "gunicorn", load_config())
+        configure_logging_from(cfg.proc_name or "gunicorn", load_settings())
         for log in (self.error_log, self.access_log):
             for handler in list(log.handlers):
                 log.removeHandler(handler)

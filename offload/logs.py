@@ -26,6 +26,8 @@ from typing import IO, Any
 import google.cloud.logging_v2
 from google.cloud.logging_v2.handlers import StructuredLogHandler
 
+from offload.settings import Settings
+
 __all__ = [
     "LABELS",
     "LogContext",
@@ -291,15 +293,15 @@ def configure_logging(
     gunicorn_error.propagate = True
 
 
-def configure_logging_from(service: str, config: Mapping[str, Any]) -> None:
+def configure_logging_from(service: str, settings: Settings) -> None:
     """:func:`configure_logging` with the ``LOG_*`` and ``PROJECT_ID`` settings of ``config``."""
     configure_logging(
         service,
-        level=str(config["LOG_LEVEL"]),
-        project_id=str(config["PROJECT_ID"]),
-        log_dir=str(config["LOG_DIR"]) or None,
-        max_file_bytes=int(config["LOG_FILE_MAX_BYTES"]),
-        backup_count=int(config["LOG_FILE_BACKUPS"]),
+        level=settings.log_level,
+        project_id=settings.project_id,
+        log_dir=settings.log_dir or None,
+        max_file_bytes=settings.log_file_max_bytes,
+        backup_count=settings.log_file_backups,
     )
 
 

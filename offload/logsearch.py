@@ -18,9 +18,9 @@ import time
 from collections.abc import Callable, Iterable
 from typing import Any
 
-from offload.config import load_config
 from offload.logs import LABELS, TRACE, parse_line
 from offload.requestctx import is_valid_request_id
+from offload.settings import load_settings
 
 __all__ = [
     "LocalTail",
@@ -215,7 +215,7 @@ def _search_local(
     args: argparse.Namespace, since: dt.datetime | None, emit: Callable[..., None]
 ) -> bool:
     """Print the request's lines from the local files (and, following, new ones); any found?"""
-    tail = LocalTail(args.log_dir or str(load_config()["LOG_DIR"]), args.request_id)
+    tail = LocalTail(args.log_dir or load_settings().log_dir, args.request_id)
     bound = rfc3339(since) if since else ""
     found = False
     while True:

@@ -13,12 +13,12 @@ import os
 import re
 import time
 from collections.abc import Mapping
-from dataclasses import dataclass
 
 from flask import Flask, Response, g, request
 from werkzeug.datastructures import Headers
 
 from offload.logs import log_context
+from offload.tracecontext import TraceContext, parse_traceparent
 
 HeaderMap = Mapping[str, str] | Headers
 
@@ -38,21 +38,7 @@ log = logging.getLogger("offload.access")
 REQUEST_ID_HEADER = "X-Request-ID"
 # fullmatch everywhere: ``$`` would also accept a value ending in a newline.
 _REQUEST_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._:-]{0,127}")
-_TRACEPARENT = re.compile(r"00-([0-9a-f]{32})-([0-9a-f]{16})-([0-9a-f]{2})")
 _CLOUD_TRACE = re.compile(r"([0-9a-fA-F]{32})(?:/([0-9]{1,20}))?(?:;o=([01]))?")
-
-
-@dataclass(frozen=True)
-class TraceContext:
-    """A W3C trace: 32 hex trace id, 16 hex span id, sampled flag."""
-
-    trace_id: str
-    span_id: str
-    sampled: bool
-
-    def traceparent(self) -> str:
-        """The W3C ``traceparent`` header value for a child of this span."""
-        return f"00-{self.trace_id}-{self.span_id}-{'01' if self.sampled else '00'}"
 
 
 def new_request_id() -> str:
@@ -76,9 +62,9 @@ def pick_request_id(headers: HeaderMap) -> str:
 
 def parse_trace(headers: HeaderMap) -> TraceContext:
     """The incoming trace (``traceparent``, else ``X-Cloud-Trace-Context``), else a new one."""
-    match = _TRACEPARENT.fullmatch(headers.get("traceparent", "").strip())
-    if match and match.group(1) != "0" * 32 and match.group(2) != "0" * 16:
-        return TraceContext(match.group(1), match.group(2), int(match.group(3), 16) & 1 == 1)
+    parsed = parse_traceparent(headers.get("traceparent"))
+    if parsed is not None:
+        return parsed
     match = _CLOUD_TRACE.fullmatch(headers.get("X-Cloud-Trace-Context", "").strip())
     if match:
         span = int(match.group(2) or 0) & (2**64 - 1)

@@ -11,11 +11,10 @@ a killed run's job is taken back about one slice after the run began.
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any
 
 from offload.enqueue import dispatch_deadline_for
+from offload.settings import Settings
 
 __all__ = [
     "LEASE_MARGIN_SECONDS",
@@ -40,26 +39,26 @@ class RunLimit:
     by_slice: bool
 
 
-def slice_seconds(config: Mapping[str, Any]) -> float:
+def slice_seconds(settings: Settings) -> float:
     """The configured slice, capped so that its task's dispatch_deadline is allowed."""
-    margin = float(config["DISPATCH_MARGIN_SECONDS"])
-    longest = dispatch_deadline_for(math.inf, 0.0, str(config["TASK_TARGET"])) - margin
-    return max(_SHORTEST_RUN, min(float(config["SLICE_SECONDS"]), longest))
+    margin = settings.dispatch_margin_seconds
+    longest = dispatch_deadline_for(math.inf, 0.0, settings.task_target) - margin
+    return max(_SHORTEST_RUN, min(settings.slice_seconds, longest))
 
 
-def run_limit(budget_left: float, config: Mapping[str, Any]) -> RunLimit:
+def run_limit(budget_left: float, settings: Settings) -> RunLimit:
     """The time of a run that has ``budget_left`` seconds of its attempt's budget."""
-    slice_ = slice_seconds(config)
+    slice_ = slice_seconds(settings)
     if slice_ < budget_left:
         return RunLimit(slice_, True)
     return RunLimit(max(budget_left, _SHORTEST_RUN), False)
 
 
-def worker_timeout_for(config: Mapping[str, Any]) -> int:
+def worker_timeout_for(settings: Settings) -> int:
     """The worker's gunicorn ``--timeout`` for the configured slice (what `make run` passes)."""
-    return math.ceil(slice_seconds(config) + float(config["DISPATCH_MARGIN_SECONDS"])) + 5
+    return math.ceil(slice_seconds(settings) + settings.dispatch_margin_seconds) + 5
 
 
-def lease_seconds(config: Mapping[str, Any]) -> float:
+def lease_seconds(settings: Settings) -> float:
     """How long a claim holds: past gunicorn's timeout, which kills any run still going."""
-    return float(config["WORKER_TIMEOUT_SECONDS"]) + LEASE_MARGIN_SECONDS
+    return settings.worker_timeout_seconds + LEASE_MARGIN_SECONDS

@@ -26,9 +26,9 @@ import pytest
 import yaml
 from gunicorn.config import Config as GunicornConfig
 
-from offload.config import ENV_PREFIX, SETTINGS, load_config
 from offload.errors import ConfigError
-from offload.registry import job_types, load_job_modules
+from offload.registry import JobRegistry
+from offload.settings import ENV_PREFIX, Settings, load_settings, markdown_table
 from offload.store import migrate
 from tests.conftest import app_config
 from worker import check_timeouts
@@ -131,10 +131,19 @@ def first_handler(service: Mapping[str, Any], url: str) -> Mapping[str, Any] | N
     return None
 
 
-def service_config(service: Mapping[str, Any]) -> dict[str, Any]:
+SETTING_NAMES = {ENV_PREFIX + name.upper() for name in Settings.model_fields if name != "hosted"}
+
+
+def service_config(service: Mapping[str, Any]) -> Settings:
     """The settings the service's process would load from its env_variables."""
     env = {str(k): str(v) for k, v in (service.get("env_variables") or {}).items()}
-    return load_config(environ=env)
+    return load_settings(environ=env)
+
+
+def job_types(settings: Settings | None = None) -> JobRegistry:
+    """The job types a service with ``settings`` (default: the defaults) would load."""
+    modules = (settings or load_settings(environ={})).job_modules
+    return JobRegistry.from_modules(m.strip() for m in modules.split(","))
 
 
 def worker_capacity(service: Mapping[str, Any], entry: Entrypoint) -> int | None:
@@ -176,9 +185,8 @@ def _service_problems(name: str, service: Mapping[str, Any]) -> Iterator[str]:
         if handler.get("secure") != "always":
             yield f"{name}: handler {handler['url']} is not `secure: always`"
     for key in service.get("env_variables") or {}:
-        known = key.startswith(ENV_PREFIX) and key[len(ENV_PREFIX) :] in {s.key for s in SETTINGS}
-        if not known:
-            yield f"{name}: env variable {key} is not a setting of offload/config.py"
+        if key not in SETTING_NAMES:
+            yield f"{name}: env variable {key} is not a setting of offload/settings.py"
         if key == ENV_PREFIX + "WORKER_TIMEOUT_SECONDS":
             yield f"{name}: {key} comes from gunicorn's --timeout (gunicorn.conf.py), not yaml"
     try:
@@ -190,38 +198,39 @@ def _service_problems(name: str, service: Mapping[str, Any]) -> Iterator[str]:
     if svc == "worker":
         if entry.config.worker_class_str != "sync" or entry.config.threads != 1:
             yield f"{name}: the worker needs sync gunicorn workers (deadlines use SIGALRM)"
-        if config["PLATFORM_TIMEOUT_SECONDS"] > platform:
+        if config.platform_timeout_seconds > platform:
             yield (
-                f"{name}: OFFLOAD_PLATFORM_TIMEOUT_SECONDS={config['PLATFORM_TIMEOUT_SECONDS']} "
+                f"{name}: OFFLOAD_PLATFORM_TIMEOUT_SECONDS={config.platform_timeout_seconds} "
                 f"exceeds {scaling}'s request timeout {platform}"
             )
-        if config["WORKER_AUTH"] != "appengine":
+        if config.worker_auth != "appengine":
             yield f"{name}: on App Engine the worker trusts the platform's task headers"
-        task = first_handler(service, str(config["TASK_PATH"]))
+        task = first_handler(service, config.task_path)
         if task is None or task.get("login") != "admin":
-            yield f"{name}: the task route {config['TASK_PATH']} is not behind login: admin"
-        load_job_modules(m.strip() for m in str(config["JOB_MODULES"]).split(","))
+            yield f"{name}: the task route {config.task_path} is not behind login: admin"
         try:
             check_timeouts(
-                {
-                    **config,
-                    "WORKER_TIMEOUT_SECONDS": entry.timeout,
-                    "PLATFORM_TIMEOUT_SECONDS": min(config["PLATFORM_TIMEOUT_SECONDS"], platform),
-                }
+                config.model_copy(
+                    update={
+                        "worker_timeout_seconds": entry.timeout,
+                        "platform_timeout_seconds": min(config.platform_timeout_seconds, platform),
+                    }
+                ),
+                job_types(config),
             )
         except ConfigError as e:
             yield f"{name}: {e}"
     else:
-        if str(config.get("API_AUTH", "")) == "none":
+        if config.api_auth == "none":
             yield f"{name}: OFFLOAD_API_AUTH=none leaves the API open to anyone"
-        if not config["ENQUEUE_TIMEOUT_SECONDS"] + 10 <= entry.timeout <= platform:
+        if not config.enqueue_timeout_seconds + 10 <= entry.timeout <= platform:
             yield (
                 f"{name}: --timeout {entry.timeout} must leave room for a CreateTask "
-                f"({config['ENQUEUE_TIMEOUT_SECONDS']:g} s) and stay within {platform} s"
+                f"({config.enqueue_timeout_seconds:g} s) and stay within {platform} s"
             )
-    if config["TASKS_EMULATOR_HOST"]:
+    if config.tasks_emulator_host:
         yield f"{name}: OFFLOAD_TASKS_EMULATOR_HOST must be empty (real Cloud Tasks)"
-    if config["LOG_DIR"]:
+    if config.log_dir:
         yield f"{name}: OFFLOAD_LOG_DIR must be empty (App Engine's disk is read-only)"
 
 
@@ -279,10 +288,10 @@ def _queue_problems(files: Mapping[str, Any], services: Mapping[str, Any]) -> It
                 )
     for svc, service in services.items():
         config = service_config(service)
-        if config["QUEUE"] not in queues:
-            yield f"{svc}: OFFLOAD_QUEUE {config['QUEUE']} is not in queue.yaml"
-        if config["WORKER_SERVICE"] not in services:
-            yield f"{svc}: OFFLOAD_WORKER_SERVICE {config['WORKER_SERVICE']} is no service"
+        if config.queue not in queues:
+            yield f"{svc}: OFFLOAD_QUEUE {config.queue} is not in queue.yaml"
+        if config.worker_service not in services:
+            yield f"{svc}: OFFLOAD_WORKER_SERVICE {config.worker_service} is no service"
 
 
 def _cron_problems(files: Mapping[str, Any], services: Mapping[str, Any]) -> Iterator[str]:
@@ -314,7 +323,7 @@ def deploy_problems(files: Mapping[str, Any]) -> list[str]:
         return [*problems, "need services default (web) and worker"]
     configs = {svc: service_config(s) for svc, s in services.items()}
     for key in SHARED_KEYS:
-        if configs["default"][key] != configs["worker"][key]:
+        if getattr(configs["default"], key.lower()) != getattr(configs["worker"], key.lower()):
             problems.append(f"web and worker disagree on OFFLOAD_{key}")
     problems.extend(_queue_problems(files, services))
     problems.extend(_cron_problems(files, services))
@@ -334,10 +343,9 @@ def test_the_committed_deployment_files_agree_with_the_code(files: dict[str, Any
     assert deploy_problems(files) == []
 
 
-def test_every_setting_is_documented_in_the_readme_configuration_table() -> None:
-    readme = (ROOT / "README.md").read_text()
-    missing = [f"{ENV_PREFIX}{s.key}" for s in SETTINGS if f"`{ENV_PREFIX}{s.key}`" not in readme]
-    assert missing == []
+def test_the_readme_configuration_table_is_the_settings_class() -> None:
+    """python -m offload.settings prints the table the README must hold."""
+    assert markdown_table() in (ROOT / "README.md").read_text()
 
 
 @pytest.mark.parametrize("name", SERVICE_FILES)
@@ -394,7 +402,7 @@ def test_the_worker_routes_the_yaml_files_point_at_exist(tmp_path: Path) -> None
     app = create_app(app_config(tmp_path))
     try:
         urls = app.url_map.bind("localhost")
-        urls.match(str(config["TASK_PATH"]), method="POST")
+        urls.match(config.task_path, method="POST")
         urls.match("/_ah/warmup", method="GET")
         for entry in files.get("cron.yaml", {}).get("cron") or []:
             urls.match(str(entry["url"]).partition("?")[0], method="GET")  # cron sends GET
@@ -536,18 +544,18 @@ def _cloud_run_worker() -> tuple[dict[str, Any], Entrypoint, int]:
 
 def test_deploy_md_names_only_known_settings() -> None:
     doc = (ROOT / "docs" / "DEPLOY.md").read_text()
-    known = {ENV_PREFIX + s.key for s in SETTINGS}
-    assert sorted(set(re.findall(r"\bOFFLOAD_[A-Z_]+\b", doc)) - known) == []
+    assert sorted(set(re.findall(r"\bOFFLOAD_[A-Z_]+\b", doc)) - SETTING_NAMES) == []
 
 
 def test_deploy_md_cloud_run_worker_passes_the_start_up_timeout_check() -> None:
     env, entry, run_timeout = _cloud_run_worker()
-    config = load_config(environ={k: str(v) for k, v in env.items()})
-    assert config["TASK_TARGET"] == "http" and config["WORKER_AUTH"] == "oidc"
+    config = load_settings(environ={k: str(v) for k, v in env.items()})
+    assert config.task_target == "http" and config.worker_auth == "oidc"
     assert entry.config.worker_class_str == "sync" and entry.config.threads == 1
-    assert config["PLATFORM_TIMEOUT_SECONDS"] <= run_timeout <= 3600  # Cloud Run's maximum
-    load_job_modules(m.strip() for m in str(config["JOB_MODULES"]).split(","))
-    check_timeouts({**config, "WORKER_TIMEOUT_SECONDS": entry.timeout})
+    assert config.platform_timeout_seconds <= run_timeout <= 3600  # Cloud Run's maximum
+    check_timeouts(
+        config.model_copy(update={"worker_timeout_seconds": entry.timeout}), job_types(config)
+    )
 
 
 def test_deploy_md_creates_the_queue_with_queue_yaml_s_values() -> None:

@@ -13,6 +13,7 @@ from typing import Any
 import pytest
 import requests
 
+from offload.store import migrate
 from tests.conftest import ROOT, TEST_QUEUE_YAML, Stack, free_port, make_stack
 from tests.test_e2e_walkthrough import submit, wait_for
 
@@ -172,6 +173,7 @@ def test_worker_with_inconsistent_timeouts_refuses_to_start(tmp_path: Path) -> N
         "OFFLOAD_LOG_DIR": "",
         "PATH": "/usr/bin:/bin",
     }
+    migrate.upgrade(env["OFFLOAD_DATABASE_URL"])
     proc = subprocess.run(
         [sys.executable, "-m", "gunicorn", "-c", "gunicorn.conf.py", "--name", "worker",
          "--bind", f"127.0.0.1:{port}", "--workers", "1", "--timeout", "20",

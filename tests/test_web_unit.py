@@ -101,14 +101,14 @@ def test_enqueue_failure_is_503_with_retry_after_and_no_queued_job(tmp_path: obj
 
 
 def test_hosted_defaults_use_real_cloud_tasks_and_no_log_files() -> None:
-    from offload.config import load_config
+    from offload.settings import load_settings
 
-    hosted = load_config(environ={"GAE_ENV": "standard"})
-    assert hosted["HOSTED"] and hosted["TASKS_EMULATOR_HOST"] == "" and hosted["LOG_DIR"] == ""
-    named = load_config(environ={"K_SERVICE": "web", "OFFLOAD_TASKS_EMULATOR_HOST": "h:1"})
-    assert named["TASKS_EMULATOR_HOST"] == "h:1"
-    local = load_config(environ={})
-    assert not local["HOSTED"] and local["TASKS_EMULATOR_HOST"] == "127.0.0.1:8123"
+    hosted = load_settings(environ={"GAE_ENV": "standard"})
+    assert hosted.hosted and hosted.tasks_emulator_host == "" and hosted.log_dir == ""
+    named = load_settings(environ={"K_SERVICE": "web", "OFFLOAD_TASKS_EMULATOR_HOST": "h:1"})
+    assert named.tasks_emulator_host == "h:1"
+    local = load_settings(environ={})
+    assert not local.hosted and local.tasks_emulator_host == "127.0.0.1:8123"
 
 
 def test_app_engine_start_and_warmup_requests_answer_204(client: FlaskClient) -> None:

@@ -13,9 +13,10 @@ from typing import Any
 import pytest
 from flask import Flask
 
-from offload.config import load_config
 from offload.errors import ConfigError
 from offload.ids import new_job_id
+from offload.registry import JobRegistry
+from offload.settings import load_settings
 from offload.store import JobStore, NewJob
 from tests.conftest import app_config
 from worker import check_timeouts, create_app
@@ -190,7 +191,7 @@ def test_worker_refuses_oidc_without_an_audience(tmp_path: Path) -> None:
     [
         ({"WORKER_TIMEOUT_SECONDS": 30}, "gunicorn timeout"),
         ({"PLATFORM_TIMEOUT_SECONDS": 20}, "platform's request timeout"),
-        ({"HARD_GRACE_SECONDS": 20.0}, "HARD_GRACE_SECONDS=20"),
+        ({"HARD_GRACE_SECONDS": 20.0}, "OFFLOAD_HARD_GRACE_SECONDS=20"),
     ],
 )
 def test_inconsistent_timeouts_refuse_to_start_naming_the_values(
@@ -198,7 +199,8 @@ def test_inconsistent_timeouts_refuse_to_start_naming_the_values(
 ) -> None:
     with pytest.raises(ConfigError, match=message):
         check_timeouts(
-            load_config(app_config(tmp_path, **{"HARD_GRACE_SECONDS": 2.0, **overrides}))
+            load_settings(app_config(tmp_path, **{"HARD_GRACE_SECONDS": 2.0, **overrides})),
+            JobRegistry.from_modules(["jobs"]),
         )
 
 

@@ -8,16 +8,19 @@ from typing import Any
 from flask import Flask
 
 from offload.enqueue import TaskQueue
-from offload.flaskapp import base_app
+from offload.flaskapp import base_app, get_settings
 from web import api, openapi, security
 
 __all__ = ["create_app"]
 
 
-def create_app(config: Mapping[str, Any] | None = None) -> Flask:
-    """Build the web service; ``config`` overrides defaults and the environment."""
+def create_app(config: Mapping[str, Any] | None = None, *, tasks_client: Any = None) -> Flask:
+    """Build the web service; ``config`` overrides defaults and the environment.
+
+    ``tasks_client`` replaces the Cloud Tasks client (:mod:`offload.testing` has one).
+    """
     app = base_app(__name__, "web", config)
-    app.extensions["offload.tasks"] = TaskQueue(app.config)
+    app.extensions["offload.tasks"] = TaskQueue(get_settings(app), client=tasks_client)
     security.init_app(app)
     app.register_blueprint(api.bp)
     app.register_blueprint(openapi.bp)

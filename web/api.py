@@ -14,11 +14,11 @@ from pydantic import ValidationError
 
 from offload.enqueue import TaskEnvelope, TaskQueue
 from offload.errors import EnqueueError
-from offload.flaskapp import get_store, no_content
+from offload.flaskapp import get_settings, get_store, no_content
 from offload.ids import is_job_id, new_job_id, task_id_for
 from offload.logs import log_context
 from offload.problems import ProblemError, validation_errors
-from offload.registry import JobType, get_job_type
+from offload.registry import JobType, get_registry
 from offload.requestctx import current_request_id, current_trace
 from offload.store import CANCELLED, FAILED, Job, NewJob, utcnow
 from web.schemas import ListQuery, SubmitJob
@@ -75,7 +75,7 @@ def _job_response(job: Job, status: int) -> Response:
     response.headers["Location"] = url_for("api.get_job", job_id=job.id)
     response.headers["Cache-Control"] = "no-store"
     if not job.finished:
-        response.headers["Retry-After"] = str(current_app.config["POLL_AFTER_SECONDS"])
+        response.headers["Retry-After"] = get_settings(current_app).poll_after_seconds
     return response
 
 
@@ -84,7 +84,7 @@ def _validate(body: dict[str, Any]) -> tuple[SubmitJob, JobType, dict[str, Any]]
         submit = SubmitJob.model_validate(body)
     except ValidationError as e:
         raise ProblemError.validation(validation_errors(e, ["body"]), "invalid job") from None
-    job_type = get_job_type(submit.type)
+    job_type = get_registry(current_app).get(submit.type)
     if job_type is None:
         raise ProblemError.validation(
             [
@@ -170,11 +170,11 @@ def _record(
     resubmit_of: str | None = None,
 ) -> tuple[Job, bool]:
     """Store a new queued job for the caller (or find its idempotent twin)."""
-    if len(json.dumps(payload)) > int(current_app.config["MAX_PAYLOAD_BYTES"]):
+    if len(json.dumps(payload)) > get_settings(current_app).max_payload_bytes:
         raise ProblemError(
             413,
             "Payload Too Large",
-            f"the payload is over {current_app.config['MAX_PAYLOAD_BYTES']} bytes of JSON; "
+            f"the payload is over {get_settings(current_app).max_payload_bytes} bytes of JSON; "
             "store large inputs elsewhere and pass a reference",
             slug="payload-too-large",
         )
@@ -250,7 +250,7 @@ def list_jobs() -> Response:
         query = ListQuery.model_validate(request.args.to_dict())
     except ValidationError as e:
         raise ProblemError.validation(validation_errors(e, ["query"]), "invalid query") from None
-    limit = min(query.limit, int(current_app.config["PAGE_SIZE_MAX"]))
+    limit = min(query.limit, get_settings(current_app).page_size_max)
     principal = current_principal()
     jobs = get_store(current_app).list(
         status=query.status,
@@ -317,7 +317,7 @@ def resubmit_job(job_id: str) -> Response:
             f"job {old.id} is {old.status}; only failed or cancelled jobs are resubmitted",
             slug="not-resubmittable",
         )
-    job_type = get_job_type(old.type)
+    job_type = get_registry(current_app).get(old.type)
     if job_type is None:
         raise ProblemError(
             409, "Conflict", f"job type {old.type!r} no longer exists", slug="unknown-job-type"

@@ -14,7 +14,6 @@ import hmac
 import logging
 import threading
 import time
-from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -24,6 +23,7 @@ import requests
 from offload.errors import ConfigError
 from offload.problems import ProblemError
 from offload.requestctx import HeaderMap
+from offload.settings import Settings
 
 __all__ = [
     "ROLES",
@@ -179,19 +179,19 @@ class IapAuth:
 ApiAuth = NoAuth | ApiKeyAuth | IapAuth
 
 
-def make_api_auth(config: Mapping[str, Any]) -> ApiAuth:
+def make_api_auth(settings: Settings) -> ApiAuth:
     """The authenticator ``OFFLOAD_API_AUTH`` names; refuses ``none`` when hosted."""
-    mode = str(config["API_AUTH"])
+    mode = settings.api_auth
     if mode == "api_key":
-        return ApiKeyAuth(str(config["API_KEYS"]))
+        return ApiKeyAuth(settings.api_keys)
     if mode == "iap":
         return IapAuth(
-            audience=str(config["IAP_AUDIENCE"]),
-            certs_url=str(config["IAP_CERTS_URL"]),
-            admins=str(config["IAP_ADMINS"]),
+            audience=settings.iap_audience,
+            certs_url=settings.iap_certs_url,
+            admins=settings.iap_admins,
         )
     if mode == "none":
-        if config.get("HOSTED"):
+        if settings.hosted:
             raise ConfigError(
                 "OFFLOAD_API_AUTH=none is for local use; on App Engine or Cloud Run "
                 "set api_key or iap"

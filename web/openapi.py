@@ -12,7 +12,7 @@ from flask import Blueprint, Response, current_app, jsonify
 from pydantic import BaseModel
 from pydantic.json_schema import models_json_schema
 
-from offload.registry import JobType, job_types
+from offload.registry import JobRegistry, JobType, get_registry
 from offload.store import STATUSES
 from web.schemas import MAX_DELAY_SECONDS, JobPage, JobResource, Problem
 
@@ -94,9 +94,9 @@ def _submit_branch(jt: JobType, payload_ref: str) -> dict[str, Any]:
     }
 
 
-def build_spec() -> dict[str, Any]:
-    """The OpenAPI 3.1 document of the web API."""
-    types = job_types()
+def build_spec(registry: JobRegistry) -> dict[str, Any]:
+    """The OpenAPI 3.1 document of the web API for ``registry``'s job types."""
+    types = list(registry)
     models: list[tuple[type[BaseModel], Any]] = [
         (m, "serialization") for m in (JobResource, JobPage, Problem)
     ]
@@ -275,5 +275,5 @@ def get_openapi() -> Response:
     """The OpenAPI document (public)."""
     spec = current_app.extensions.get("offload.openapi")
     if spec is None:
-        spec = current_app.extensions["offload.openapi"] = build_spec()
+        spec = current_app.extensions["offload.openapi"] = build_spec(get_registry(current_app))
     return jsonify(spec)

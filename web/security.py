@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from flask import Flask, Response, g, request
 
-from offload.flaskapp import no_content
+from offload.flaskapp import get_settings, no_content
 from offload.problems import ProblemError
 from web.auth import ApiAuth, Principal, make_api_auth
 
@@ -33,9 +33,9 @@ def current_principal() -> Principal:
 
 def init_app(app: Flask) -> None:
     """Authenticate every non-public request; add security and CORS headers to answers."""
-    auth: ApiAuth = make_api_auth(app.config)
+    auth: ApiAuth = make_api_auth(get_settings(app))
     app.extensions["offload.api_auth"] = auth
-    origins = {o.strip() for o in str(app.config["CORS_ORIGINS"]).split(",") if o.strip()}
+    origins = {o.strip() for o in get_settings(app).cors_origins.split(",") if o.strip()}
 
     @app.before_request
     def _authenticate() -> Response | None:

@@ -2,15 +2,16 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from typing import Any
 
 from flask import Flask, Response, jsonify
 
 from offload.enqueue import dispatch_deadline_for
 from offload.errors import ConfigError
-from offload.flaskapp import base_app
-from offload.registry import job_types
+from offload.flaskapp import base_app, get_settings
+from offload.registry import JobType, get_registry
+from offload.settings import Settings
 from offload.slices import slice_seconds
 from worker import cron, tasks
 from worker.auth import make_authenticator
@@ -18,28 +19,29 @@ from worker.auth import make_authenticator
 __all__ = ["check_timeouts", "create_app"]
 
 
-def check_timeouts(config: Mapping[str, Any]) -> None:
+def check_timeouts(settings: Settings, job_types: Iterable[JobType]) -> None:
     """Refuse a configuration where a run of a job does not fit inside every outer limit.
 
     A run lasts the slice, or the job's budget if shorter; run + hard grace <
     dispatch_deadline <= gunicorn --timeout and the platform's request timeout, or a
     run is killed, or Cloud Tasks gives up on it, before its own deadline is caught.
     """
-    target = str(config["TASK_TARGET"])
-    margin = float(config["DISPATCH_MARGIN_SECONDS"])
-    grace = float(config["HARD_GRACE_SECONDS"])
-    gunicorn_timeout = float(config["WORKER_TIMEOUT_SECONDS"])
-    platform = float(config["PLATFORM_TIMEOUT_SECONDS"])
-    slice_ = slice_seconds(config)
+    target = settings.task_target
+    margin = settings.dispatch_margin_seconds
+    grace = settings.hard_grace_seconds
+    gunicorn_timeout = settings.worker_timeout_seconds
+    platform = settings.platform_timeout_seconds
+    slice_ = slice_seconds(settings)
     problems = []
     if grace >= margin:
         problems.append(
-            f"HARD_GRACE_SECONDS={grace:g} must be below DISPATCH_MARGIN_SECONDS={margin:g}"
+            f"OFFLOAD_HARD_GRACE_SECONDS={grace:g} must be below "
+            f"OFFLOAD_DISPATCH_MARGIN_SECONDS={margin:g}"
         )
-    for jt in job_types():
+    for jt in job_types:
         run = min(jt.deadline_seconds, slice_)
         dispatch = dispatch_deadline_for(run, margin, target)
-        what = f"budget {run:g}s" if run < slice_ else f"slice SLICE_SECONDS={run:g}"
+        what = f"budget {run:g}s" if run < slice_ else f"slice OFFLOAD_SLICE_SECONDS={run:g}"
         if run + grace >= dispatch:
             problems.append(
                 f"job {jt.name}: {what} + grace {grace:g}s is not below "
@@ -48,12 +50,12 @@ def check_timeouts(config: Mapping[str, Any]) -> None:
         if dispatch > gunicorn_timeout:
             problems.append(
                 f"job {jt.name}: dispatch_deadline {dispatch:g}s ({what} + margin) exceeds the "
-                f"worker's gunicorn timeout WORKER_TIMEOUT_SECONDS={gunicorn_timeout:g}"
+                f"worker's gunicorn timeout OFFLOAD_WORKER_TIMEOUT_SECONDS={gunicorn_timeout:g}"
             )
         if dispatch > platform:
             problems.append(
                 f"job {jt.name}: dispatch_deadline {dispatch:g}s exceeds the platform's request "
-                f"timeout PLATFORM_TIMEOUT_SECONDS={platform:g}"
+                f"timeout OFFLOAD_PLATFORM_TIMEOUT_SECONDS={platform:g}"
             )
     if problems:
         raise ConfigError("inconsistent timeouts: " + "; ".join(problems))
@@ -62,8 +64,8 @@ def check_timeouts(config: Mapping[str, Any]) -> None:
 def create_app(config: Mapping[str, Any] | None = None) -> Flask:
     """Build the worker service; ``config`` overrides defaults and the environment."""
     app = base_app(__name__, "worker", config)
-    check_timeouts(app.config)
-    app.extensions["offload.auth"] = make_authenticator(app.config)
+    check_timeouts(get_settings(app), get_registry(app))
+    app.extensions["offload.auth"] = make_authenticator(get_settings(app))
     app.register_blueprint(tasks.bp)
     app.register_blueprint(cron.bp)
 

@@ -15,6 +15,7 @@ from google.auth import jwt
 
 from offload.errors import ConfigError
 from offload.requestctx import HeaderMap
+from offload.settings import Settings
 
 __all__ = ["AuthResult", "PushAuthenticator", "make_authenticator"]
 
@@ -130,20 +131,20 @@ class OidcAuthenticator(PushAuthenticator):
         return AuthResult(0, "oidc token verified", self.target)
 
 
-def make_authenticator(config: Mapping[str, Any]) -> PushAuthenticator:
+def make_authenticator(settings: Settings) -> PushAuthenticator:
     """The authenticator the configuration asks for; refuses an incomplete one."""
-    mode = str(config.get("WORKER_AUTH") or "")
+    mode = settings.worker_auth
     if mode == "appengine":
         return AppEngineAuthenticator()
     if mode == "oidc":
-        audience = str(config.get("OIDC_AUDIENCE") or config.get("WORKER_URL") or "")
-        account = str(config.get("TASK_SERVICE_ACCOUNT") or "")
+        audience = settings.oidc_audience or settings.worker_url
+        account = settings.task_service_account
         if not audience:
             raise ConfigError("OFFLOAD_WORKER_AUTH=oidc needs OFFLOAD_OIDC_AUDIENCE")
         if not account:
             raise ConfigError("OFFLOAD_WORKER_AUTH=oidc needs OFFLOAD_TASK_SERVICE_ACCOUNT")
         return OidcAuthenticator(
-            audience=audience, service_account=account, certs_url=str(config["OIDC_CERTS_URL"])
+            audience=audience, service_account=account, certs_url=settings.oidc_certs_url
         )
     raise ConfigError(
         f"OFFLOAD_WORKER_AUTH must be 'appengine' or 'oidc' (got {mode!r}): "

@@ -7,7 +7,7 @@ import logging
 
 from flask import Blueprint, Response, current_app, jsonify, request
 
-from offload.flaskapp import get_store
+from offload.flaskapp import get_settings, get_store
 from offload.housekeeping import expire_finished
 from offload.problems import problem_response
 from offload.store import utcnow
@@ -31,10 +31,8 @@ def expire() -> Response:
     if not allowed:
         log.warning("cron call refused: not from App Engine cron or the scheduler")
         return problem_response(403, "Forbidden", "only the scheduler may call this")
-    count = expire_finished(
-        get_store(current_app), int(current_app.config["JOB_RETENTION_SECONDS"])
-    )
-    cutoff = utcnow() - dt.timedelta(seconds=int(current_app.config["STALE_RUN_SECONDS"]))
+    count = expire_finished(get_store(current_app), get_settings(current_app).job_retention_seconds)
+    cutoff = utcnow() - dt.timedelta(seconds=get_settings(current_app).stale_run_seconds)
     reaped = get_store(current_app).reap(lease_expired_before=cutoff)
     if reaped:
         log.warning("%d jobs whose runner died were left running: failed as interrupted", reaped)

@@ -24,8 +24,6 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Mapping
-from typing import Any
 
 from pydantic import ValidationError
 
@@ -34,7 +32,8 @@ from offload.deadline import Deadline, enforce, hard_exit
 from offload.errors import CancelledError, DeadlineExceededError, LeaseLostError, SliceSpentError
 from offload.logs import log_context
 from offload.outcomes import Action, Reason
-from offload.registry import get_job_type
+from offload.registry import JobRegistry
+from offload.settings import Settings
 from offload.slices import lease_seconds, run_limit
 from offload.store import JobStore, utcnow
 from worker.conclude import Continuer, Delivery, Outcome, Run, conclude
@@ -47,27 +46,30 @@ log = logging.getLogger(__name__)
 
 def run_delivery(
     store: JobStore,
-    config: Mapping[str, Any],
+    settings: Settings,
+    registry: JobRegistry,
     delivery: Delivery,
     continuer: Continuer | None = None,
 ) -> Outcome:
     """Claim the job, run its handler under its deadline, record and classify the outcome."""
-    taken = _take(store, config, delivery)
+    taken = _take(store, settings, registry, delivery)
     if isinstance(taken, Verdict):
         return conclude(store, delivery, None, taken, continuer)
     with log_context(run=taken.job.runs):
-        verdict = _execute(store, config, delivery, taken, continuer)
+        verdict = _execute(store, settings, delivery, taken, continuer)
         return conclude(store, delivery, taken, verdict, continuer)
 
 
-def _take(store: JobStore, config: Mapping[str, Any], delivery: Delivery) -> Verdict | Run:
+def _take(
+    store: JobStore, settings: Settings, registry: JobRegistry, delivery: Delivery
+) -> Verdict | Run:
     """Decide whether the delivery runs the job, and claim it if so."""
     job = store.get(delivery.job_id, with_attempts=False)
     if job is None:
         return Verdict(Action.DROP, Reason.UNKNOWN_JOB_TYPE, detail="unknown job")
     if job.finished:
         return Verdict(Action.DROP, Reason.SUCCEEDED, detail=f"already {job.status}")
-    job_type = get_job_type(job.type)
+    job_type = registry.get(job.type)
     if job_type is None:
         return Verdict(
             Action.FAIL_UNCLAIMED,
@@ -86,7 +88,7 @@ def _take(store: JobStore, config: Mapping[str, Any], delivery: Delivery) -> Ver
             reason,
             f"all {max_attempts} attempts ran without an answer",
         )
-    claim = store.claim(job.id, attempt=delivery.attempt, lease_seconds=lease_seconds(config))
+    claim = store.claim(job.id, attempt=delivery.attempt, lease_seconds=lease_seconds(settings))
     if not claim.won or claim.token is None or claim.job is None:
         current = claim.job
         if current is None or current.finished:
@@ -113,7 +115,7 @@ def _why_attempts_ran_out(store: JobStore, job_id: str) -> Reason:
 
 def _execute(
     store: JobStore,
-    config: Mapping[str, Any],
+    settings: Settings,
     delivery: Delivery,
     run: Run,
     continuer: Continuer | None,
@@ -126,7 +128,7 @@ def _execute(
         return Verdict(Action.FAIL, Reason.INVALID_PAYLOAD, e)
 
     budget = min(job.deadline_seconds, job_type.deadline_seconds)
-    limit = run_limit(budget - job.spent_seconds, config)
+    limit = run_limit(budget - job.spent_seconds, settings)
     deadline = Deadline(limit.seconds)
     ctx = JobContext(
         job_id=job.id,
@@ -138,7 +140,7 @@ def _execute(
         deadline=deadline,
         save_progress=lambda f, m: store.set_progress(job.id, token, f, m),
         read_cancel_requested=lambda: store.cancel_requested(job.id),
-        progress_interval=float(config["PROGRESS_INTERVAL_SECONDS"]),
+        progress_interval=settings.progress_interval_seconds,
         logger=logging.getLogger(f"offload.job.{job.type}"),
         run_number=job.runs,
         journal=_journal(store, job.id, token, job.runs),
@@ -173,9 +175,7 @@ def _execute(
             hard_exit()
 
     try:
-        with enforce(
-            deadline, hard_grace=float(config["HARD_GRACE_SECONDS"]), on_hard_limit=hard_stop
-        ):
+        with enforce(deadline, hard_grace=settings.hard_grace_seconds, on_hard_limit=hard_stop):
             if job.cancel_requested:  # the claimed row says so: no need to ask the store
                 raise CancelledError("the job was cancelled")
             result = job_type.handler(ctx, payload)

@@ -2,17 +2,17 @@
 
 from __future__ import annotations
 
-import json
 import logging
 import re
 
 from flask import Blueprint, Response, current_app, request
 
-from offload.enqueue import TaskQueue
-from offload.flaskapp import get_store, no_content
-from offload.ids import is_job_id
+from offload.enqueue import TaskEnvelope, TaskQueue
+from offload.errors import EnvelopeError
+from offload.flaskapp import get_settings, get_store, no_content
 from offload.logs import log_context
 from offload.problems import problem_response
+from offload.registry import get_registry
 from offload.requestctx import current_trace
 from worker.auth import PushAuthenticator
 from worker.continuation import TaskContinuer
@@ -35,7 +35,7 @@ def get_tasks() -> TaskQueue:
     """The worker's Cloud Tasks client, made on first use (for continuation tasks)."""
     tasks: TaskQueue | None = current_app.extensions.get("offload.tasks")
     if tasks is None:
-        tasks = current_app.extensions["offload.tasks"] = TaskQueue(current_app.config)
+        tasks = current_app.extensions["offload.tasks"] = TaskQueue(get_settings(current_app))
     return tasks
 
 
@@ -65,19 +65,19 @@ def run_task() -> Response:
     task = _task_header(auth.target, "Name")
     with log_context(task=task if _TASK_NAME.match(task) else None, attempt=attempt):
         try:
-            envelope = json.loads(request.get_data())
-            job_id = envelope["job_id"]
-            if not isinstance(job_id, str) or not is_job_id(job_id):
-                raise ValueError("job_id is not a job id")
-        except (ValueError, KeyError, TypeError, RecursionError) as e:
+            envelope = TaskEnvelope.decode(request.get_data())
+        except EnvelopeError as e:
             # Cloud Tasks retries any non-2xx: a body that can never parse must answer 204.
-            log.error("malformed task envelope, dropped with 204: %s", type(e).__name__)
+            log.error("malformed task envelope, dropped with 204: %s", e)
             return no_content()
-        job_type = envelope.get("type") if isinstance(envelope.get("type"), str) else None
-        with log_context(job_id=job_id, job_type=job_type):
-            continuer = TaskContinuer(get_tasks, current_trace().traceparent())
+        job_id = envelope.job_id
+        with log_context(job_id=job_id, job_type=envelope.job_type):
             outcome = run_delivery(
-                get_store(current_app), current_app.config, Delivery(job_id, attempt), continuer
+                get_store(current_app),
+                get_settings(current_app),
+                get_registry(current_app),
+                Delivery(job_id, attempt),
+                TaskContinuer(get_tasks, current_trace().traceparent()),
             )
             if not outcome.retry:
                 return no_content()
