@@ -90,22 +90,26 @@ def test_a_long_job_continues_over_several_runs_and_runs_each_step_once(dump: St
     job = wait_for(dump, r.json()["id"], FINAL, timeout=90)
     assert job["status"] == "succeeded", job
     assert job["result"] == {"executions": {str(i): 1 for i in range(6)}}
-    # 1.5 s steps in a 4 s slice: two per run, never a third that would overrun it.
+    # 1.5 s steps in a 4 s slice: at most two per run (a third would overrun the slice,
+    # so the run continues before it), hence at least three runs; how many more depends
+    # on the machine's load, none of them ends any other way than by continuing.
+    runs = job["runs"]
     outcomes = [a["outcome"] for a in job["attempt_log"]]
-    assert outcomes == ["continued", "continued", "succeeded"], job["attempt_log"]
-    assert [a["run"] for a in job["attempt_log"]] == [1, 2, 3]
-    assert job["runs"] == 3 and job["attempts"] == 1  # continuations use no attempt
+    assert runs >= 3 and outcomes == ["continued"] * (runs - 1) + ["succeeded"], outcomes
+    assert [a["run"] for a in job["attempt_log"]] == list(range(1, runs + 1))
+    assert job["attempts"] == 1  # continuations use no attempt
     assert [s["name"] for s in job["steps"]] == [str(i) for i in range(6)]
     assert {s["status"] for s in job["steps"]} == {"finished"}
-    assert [s["run"] for s in job["steps"]] == [1, 1, 2, 2, 3, 3]
+    per_run = [s["run"] for s in job["steps"]]
+    assert per_run == sorted(per_run) and max(per_run.count(r) for r in per_run) <= 2
     # Each continuation is its own Cloud Task, named after the job id and the run number.
     created = [
         json.loads(line)["message"]
         for line in (dump.log_dir / "emulator.log").read_text().splitlines()
         if job["id"] in line and "created" in line
     ]
-    assert any(f"{job['id']}-run2 created" in m for m in created), created
-    assert any(f"{job['id']}-run3 created" in m for m in created), created
+    for run in range(2, runs + 1):
+        assert sum(f"{job['id']}-run{run} created" in m for m in created) == 1, created
     # ctx.logger's lines carry the job's labels (and the submitting request's id).
     lines = [json.loads(x) for x in (dump.log_dir / "worker.log").read_text().splitlines()]
     mine = [x for x in lines if x.get("message", "").startswith("step ") and job["id"] in str(x)]
@@ -115,7 +119,7 @@ def test_a_long_job_continues_over_several_runs_and_runs_each_step_once(dump: St
         labels = line["logging.googleapis.com/labels"]
         assert labels["job_id"] == job["id"] and labels["job_type"] == "demo.long"
         assert labels["request_id"] == job["request_id"]
-        assert labels["run"] in "123"
+        assert 1 <= int(labels["run"]) <= runs
 
 
 def test_a_cursor_loop_resumes_at_its_last_checkpoint(dump: Stack) -> None:
