@@ -22,7 +22,7 @@ from offload.slices import worker_timeout_for
 
 __all__ = ["ProcessSpec", "Supervisor", "local_processes", "render_line"]
 
-_COLOURS = {"emulator": "\033[35m", "web": "\033[36m", "worker": "\033[33m"}
+_COLOURS = {"emulator": "\033[35m", "web": "\033[36m", "worker": "\033[33m", "front": "\033[32m"}
 
 
 @dataclass(frozen=True)
@@ -34,20 +34,46 @@ class ProcessSpec:
     env: Mapping[str, str]
 
 
+def _service(
+    name: str, bind: str, processes: int, timeout: int, app: str, env: Mapping[str, str]
+) -> ProcessSpec:
+    argv = [
+        sys.executable, "-m", "gunicorn", "-c", "gunicorn.conf.py",
+        # gunicorn's proc_name is the service (web or worker): it labels the logs.
+        "--name", name.partition("-")[0],
+        "--bind", bind,
+        "--workers", str(processes),
+        "--timeout", str(timeout),
+        app,
+    ]  # fmt: skip
+    return ProcessSpec(name, argv, env)
+
+
 def local_processes(settings: Settings) -> list[ProcessSpec]:
-    """The emulator, web and worker commands for ``settings`` (ports, paths, processes)."""
+    """The emulator, web and worker commands for ``settings`` (ports, paths, instances).
+
+    With several instances of a service each is its own gunicorn: workers on consecutive
+    ports from WORKER_PORT, the emulator spreading pushes over them as App Engine does;
+    web instances from WEB_INSTANCE_PORT behind a round-robin front on WEB_PORT.
+    """
     host = settings.host
     emulator_host = f"{host}:{settings.emulator_port}"
-    worker_url = f"http://{host}:{settings.worker_port}"
+    worker_binds = [f"{host}:{settings.worker_port + i}" for i in range(settings.worker_instances)]
+    worker_urls = ",".join(f"http://{bind}" for bind in worker_binds)
     shared_env = {
         "OFFLOAD_TASKS_EMULATOR_HOST": emulator_host,
         "OFFLOAD_OIDC_CERTS_URL": f"http://{host}:{settings.emulator_http_port}/oauth2/v1/certs",
     }
     if not settings.worker_url:
-        shared_env["OFFLOAD_WORKER_URL"] = worker_url
+        shared_env["OFFLOAD_WORKER_URL"] = f"http://{worker_binds[0]}"
+    several_webs = settings.web_instances > 1
+    web_binds = (
+        [f"{host}:{settings.web_instance_port + i}" for i in range(settings.web_instances)]
+        if several_webs
+        else [f"{host}:{settings.web_port}"]
+    )
     py = sys.executable
-    gunicorn = [py, "-m", "gunicorn", "-c", "gunicorn.conf.py"]
-    return [
+    specs = [
         ProcessSpec(
             "emulator",
             [
@@ -58,38 +84,37 @@ def local_processes(settings: Settings) -> list[ProcessSpec]:
                 "--project", settings.project_id,
                 "--location", settings.location,
                 "--queue-yaml", settings.queue_yaml,
-                "--appengine-service", f"{settings.worker_service}={worker_url}",
+                "--appengine-service", f"{settings.worker_service}={worker_urls}",
                 "--appengine-service", f"default=http://{host}:{settings.web_port}",
                 "--data-file", settings.emulator_data_file,
                 *(["--log-dir", settings.log_dir] if settings.log_dir else []),
             ],
             shared_env,
         ),
-        ProcessSpec(
-            "web",
-            [
-                *gunicorn, "--name", "web",
-                "--bind", f"{host}:{settings.web_port}",
-                "--workers", str(settings.web_processes),
-                "--timeout", "30",
-                "web.main:app",
-            ],
-            shared_env,
-        ),
-        ProcessSpec(
-            "worker",
-            [
-                *gunicorn, "--name", "worker",
-                "--bind", f"{host}:{settings.worker_port}",
-                "--workers", str(settings.worker_processes),
+    ]  # fmt: skip
+    for i, bind in enumerate(web_binds, 1):
+        name = f"web-{i}" if several_webs else "web"
+        specs.append(_service(name, bind, settings.web_processes, 30, "web.main:app", shared_env))
+    if several_webs:
+        front = [py, "-m", "offload.front", "--listen", f"{host}:{settings.web_port}"]
+        for bind in web_binds:
+            front += ["--backend", bind]
+        specs.append(ProcessSpec("front", front, shared_env))
+    for i, bind in enumerate(worker_binds, 1):
+        name = f"worker-{i}" if settings.worker_instances > 1 else "worker"
+        specs.append(
+            _service(
+                name,
+                bind,
+                settings.worker_processes,
                 # gunicorn's timeout follows the slice, so the lease (and the recovery
                 # of a killed run) is about one slice, not a fixed 11 minutes.
-                "--timeout", str(worker_timeout_for(settings)),
+                worker_timeout_for(settings),
                 "worker.main:app",
-            ],
-            shared_env,
-        ),
-    ]  # fmt: skip
+                shared_env,
+            )
+        )
+    return specs
 
 
 def render_line(line: str) -> str:
@@ -125,7 +150,7 @@ class Supervisor:
     def _print(self, name: str, line: str) -> None:
         label = name.ljust(self._width)
         if self._colour:
-            label = f"{_COLOURS.get(name, '')}{label}\033[0m"
+            label = f"{_COLOURS.get(name.partition('-')[0], '')}{label}\033[0m"
         with self._lock:
             self.out.write(f"{label} | {line}\n")
             self.out.flush()

@@ -79,6 +79,30 @@ class Settings(BaseSettings):
         ge=1,
         description="`make run`: gunicorn worker processes of worker.",
     )
+    web_instances: int = Field(
+        1,
+        ge=1,
+        le=10,
+        description=(
+            "`make run`: web instances, each its own gunicorn; above 1 a round-robin front "
+            "(`offload.front`) takes WEB_PORT and instance i listens on WEB_INSTANCE_PORT + i - 1."
+        ),
+    )
+    web_instance_port: int = Field(
+        8090,
+        ge=1,
+        le=65535,
+        description="`make run`: port of the first web instance when there are several.",
+    )
+    worker_instances: int = Field(
+        1,
+        ge=1,
+        le=10,
+        description=(
+            "`make run`: worker instances, each its own gunicorn on WORKER_PORT + i - 1; the "
+            "emulator spreads pushes over them, as App Engine does."
+        ),
+    )
     emulator_data_file: str = Field(
         "var/emulator-data.json",
         description="`make run`: where the emulator keeps queues and tasks across restarts.",

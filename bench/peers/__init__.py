@@ -1,0 +1,1 @@
+"""Peers measured beside Offload: code that runs in their own virtual environments."""
