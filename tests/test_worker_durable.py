@@ -25,9 +25,7 @@ def durable_worker(tmp_path: Path) -> Iterator[tuple[Flask, InMemoryCloudTasks]]
     """A worker with 1 s slices whose continuation tasks go to an in-memory Cloud Tasks."""
     from worker import create_app
 
-    app = create_app(
-        app_config(tmp_path, SLICE_SECONDS=1.0, DEMO_DIR=str(tmp_path / "demo"))
-    )
+    app = create_app(app_config(tmp_path, SLICE_SECONDS=1.0, DEMO_DIR=str(tmp_path / "demo")))
     client = InMemoryCloudTasks()
     app.extensions["offload.tasks"] = TaskQueue(get_settings(app), client=client)
     yield app, client
@@ -60,9 +58,7 @@ def test_a_spent_slice_answers_204_and_creates_the_continuation_task(
     assert set(answers) == {204} and done.runs == len(answers) >= 2
     assert done.result == {"executions": {"0": 1, "1": 1, "2": 1}}
     assert done.attempts == 1 and done.spent_seconds > 0
-    assert [a.outcome for a in done.attempt_log] == ["continued"] * (done.runs - 1) + [
-        "succeeded"
-    ]
+    assert [a.outcome for a in done.attempt_log] == ["continued"] * (done.runs - 1) + ["succeeded"]
 
 
 def test_a_continuation_cloud_tasks_refuses_is_retried_and_uses_no_attempt(
