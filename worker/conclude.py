@@ -187,7 +187,7 @@ def _report(delivery: Delivery, run: Run | None, verdict: Verdict, outcome: Outc
     elif reason is Reason.LEASE_LOST:
         log.warning("job %s was taken over by another run: this run stops", run.job.id)
     else:
-        message = _RUN_MESSAGES[reason]
+        message = _RUN_MESSAGES.get(reason, f"job %s ended {reason}: %s")
         level = logging.INFO if reason in (Reason.SUCCEEDED, Reason.CANCELLED) else logging.WARNING
         log.log(level, message, run.job.id, error if error is not None else verdict.elapsed)
     if verdict.last_attempt:
