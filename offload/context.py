@@ -52,7 +52,8 @@ class Journal:
     """The job's durable state as this run found it, and how the run writes to it.
 
     The default keeps everything in memory (a job called outside the worker); the
-    worker's journal writes to the store, fenced by the run's claim token.
+    worker's journal reads the store on first use (a job that uses no step or
+    checkpoint costs no read) and writes to it, fenced by the run's claim token.
     """
 
     results: dict[str, Any] = field(default_factory=dict)  # finished steps of earlier runs
@@ -61,6 +62,16 @@ class Journal:
     finish_step: Callable[[str, Any], None] = _nothing
     fail_step: Callable[[str, str], None] = _nothing
     save_checkpoint: Callable[[Any], None] = _nothing
+    load: Callable[[], tuple[dict[str, Any], Any]] | None = None  # (results, saved)
+
+    def loaded(self) -> Journal:
+        """This journal, with the stored results and checkpoint read in if not yet."""
+        if self.load is not None:
+            load, self.load = self.load, None
+            results, saved = load()
+            self.results.update(results)
+            self.saved = saved
+        return self
 
 
 @dataclass
@@ -112,7 +123,7 @@ class JobContext:
     @property
     def saved(self) -> Any:
         """The last value given to :meth:`checkpoint` (by this run or an earlier one), or None."""
-        return self.journal.saved
+        return self.journal.loaded().saved
 
     def progress(self, fraction: float, message: str | None = None) -> None:
         """Report progress in [0, 1]; raises CancelledError or DeadlineExceededError if due."""
@@ -169,7 +180,7 @@ class JobContext:
         if name in self._used:
             raise StepError(f"step {name!r} used twice: step names are unique within a job")
         self._used.add(name)
-        if name in self.journal.results:
+        if name in self.journal.loaded().results:
             stored: T = self.journal.results[name]
             return stored
         self.check()  # a boundary: cancel, the slice, the deadline
@@ -199,7 +210,7 @@ class JobContext:
         item. Also a boundary (cancel, slice, deadline), as :meth:`check` is.
         """
         stored = json_value(value, "the checkpoint")
-        self.journal.save_checkpoint(stored)
+        self.journal.loaded().save_checkpoint(stored)
         self.journal.saved = stored
         self._progressed = True
         self.check()

@@ -208,16 +208,20 @@ def test_steps_and_checkpoints_are_stored_and_read_back_by_the_next_run(store: J
     now = utcnow()
     store.start_step(job_id, claim.token, name="a", run=1, now=now)
     store.finish_step(job_id, claim.token, name="a", result={"x": [1, 2]}, now=now)
+    store.start_step(job_id, claim.token, name="none", run=1, now=now)
+    store.finish_step(job_id, claim.token, name="none", result=None, now=now)
     store.start_step(job_id, claim.token, name="b", run=1, now=now)
     store.save_checkpoint(job_id, claim.token, value={"next": 9}, now=now)
     state = store.run_state(job_id)
-    assert state.results == {"a": {"x": [1, 2]}}  # b never finished: it runs again
+    # b never finished: it runs again; a step that returned None is finished all the same.
+    assert state.results == {"a": {"x": [1, 2]}, "none": None}
     assert state.checkpoint == {"next": 9}
     job = store.get(job_id)
     assert job is not None and job.checkpoint_at is not None
-    assert [(s.name, s.status, s.run) for s in job.steps] == [
+    assert sorted((s.name, s.status, s.run) for s in job.steps) == [
         ("a", "finished", 1),
         ("b", "running", 1),
+        ("none", "finished", 1),
     ]
 
 

@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import logging
 import time
+from typing import Any
 
 from pydantic import ValidationError
 
@@ -196,10 +197,12 @@ def _ours(exc: BaseException) -> bool:
 
 def _journal(store: JobStore, job_id: str, token: str, run_number: int) -> Journal:
     """The run's view of the job's steps and checkpoint, writing through the fenced store."""
-    state = store.run_state(job_id)
+    def load() -> tuple[dict[str, Any], Any]:
+        state = store.run_state(job_id)
+        return state.results, state.checkpoint
+
     return Journal(
-        results=state.results,
-        saved=state.checkpoint,
+        load=load,
         start_step=lambda name: store.start_step(
             job_id, token, name=name, run=run_number, now=utcnow()
         ),
