@@ -197,6 +197,7 @@ def _ours(exc: BaseException) -> bool:
 
 def _journal(store: JobStore, job_id: str, token: str, run_number: int) -> Journal:
     """The run's view of the job's steps and checkpoint, writing through the fenced store."""
+
     def load() -> tuple[dict[str, Any], Any]:
         state = store.run_state(job_id)
         return state.results, state.checkpoint
