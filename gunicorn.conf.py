@@ -28,3 +28,11 @@ def on_starting(server):  # type: ignore[no-untyped-def]
         if server.cfg.worker_class_str != "sync" or server.cfg.threads != 1:
             raise SystemExit("the worker must run sync gunicorn workers (deadlines use SIGALRM)")
         os.environ["OFFLOAD_WORKER_TIMEOUT_SECONDS"] = str(server.cfg.timeout)
+
+
+def post_worker_init(worker):  # type: ignore[no-untyped-def]
+    """In the worker: on SIGTERM (an instance stopping), running jobs hand over early."""
+    if worker.cfg.proc_name == "worker":
+        from offload import draining
+
+        draining.install()

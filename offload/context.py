@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
 from offload.deadline import Deadline
+from offload.draining import draining
 from offload.errors import CancelledError, SliceSpentError, StepError
 
 __all__ = ["JobContext", "Journal", "json_value"]
@@ -156,7 +157,11 @@ class JobContext:
         self._longest_stretch = max(self._longest_stretch, now - since)
         self._last_boundary = now
         # Without stored progress a new run would start over: let the deadline decide.
-        if self.slice_deadline is None or not self._progressed:
+        if not self._progressed:
+            return
+        if draining():  # this process is being stopped: hand over before it is killed
+            raise SliceSpentError("the worker is shutting down")
+        if self.slice_deadline is None:
             return
         if self.slice_deadline.remaining() < self._longest_stretch + BOUNDARY_MARGIN_SECONDS:
             raise SliceSpentError(

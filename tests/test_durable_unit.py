@@ -271,3 +271,16 @@ def test_a_run_whose_job_was_taken_over_can_write_nothing(store: JobStore) -> No
     assert store.run_state(job_id).results == {} and store.run_state(job_id).checkpoint is None
     job = store.get(job_id)
     assert job is not None and job.status == "running" and job.lease_token == fresh.token
+
+
+def test_a_worker_shutting_down_hands_over_at_the_next_boundary(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    clock = Clock()
+    ctx = make_ctx(clock, slice_seconds=None)  # even when the budget ends the run
+    ctx.check()
+    monkeypatch.setattr("offload.context.draining", lambda: True)
+    ctx.check()  # nothing stored yet: a new run would start over
+    ctx.step("0", lambda: 1)
+    with pytest.raises(SliceSpentError, match="shutting down"):
+        ctx.step("1", lambda: 2)

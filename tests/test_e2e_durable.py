@@ -173,3 +173,32 @@ def test_a_job_killed_mid_run_resumes_after_its_last_finished_step(dump: Stack) 
     for earlier, later in zip(log, log[1:], strict=False):
         assert earlier["finished_at"] is not None
         assert _time(later["started_at"]) >= _time(earlier["finished_at"]), log
+
+
+def test_a_worker_told_to_stop_hands_its_job_over_at_the_next_step(dump: Stack) -> None:
+    """SIGTERM (an instance stopping) continues the job at once: no lease to wait out."""
+    r = submit(dump, {"type": "demo.long", "payload": {"steps": 5, "step_seconds": 1.5}})
+    job_id = r.json()["id"]
+    end = time.monotonic() + 60
+    while time.monotonic() < end:  # until a step has finished and another one runs
+        steps = _get(dump, job_id)["steps"]
+        if any(s["status"] == "finished" for s in steps) and steps[-1]["status"] == "running":
+            break
+        time.sleep(0.05)
+    else:
+        raise AssertionError(f"no step ever ran: {_get(dump, job_id)}")
+    stopped_at = dt.datetime.now(dt.UTC)
+    assert dump.procs["worker"].stop(signal.SIGTERM) == 0  # gunicorn's graceful stop
+    dump.start_service("worker", processes=2, timeout=WORKER_TIMEOUT)
+
+    job = wait_for(dump, job_id, FINAL, timeout=90)
+    assert job["status"] == "succeeded", job
+    # The step running at the stop finished, then the run handed over: nothing ran twice
+    # and no run was interrupted.
+    assert set(job["result"]["executions"].values()) == {1}, job["result"]
+    outcomes = [a["outcome"] for a in job["attempt_log"]]
+    assert "interrupted" not in outcomes and job["attempts"] == 1, outcomes
+    # Sooner than the dead run's lease (gunicorn's timeout + 10 s) would have allowed.
+    lease = WORKER_TIMEOUT + 10
+    next_run = next(a for a in job["attempt_log"] if _time(a["started_at"]) > stopped_at)
+    assert (_time(next_run["started_at"]) - stopped_at).total_seconds() < lease
