@@ -33,6 +33,11 @@ class Reason(StrEnum):
     ENQUEUE_FAILED = "enqueue_failed"
     # Another run took the job over (this run's lease was lost): nothing is written.
     LEASE_LOST = "lease_lost"
+    # Deliveries that run nothing: another run holds the job, it is finished already
+    # (a duplicate delivery), or the store has no such job.
+    BUSY = "busy"
+    DUPLICATE = "duplicate"
+    UNKNOWN_JOB = "unknown_job"
 
 
 class Action(StrEnum):

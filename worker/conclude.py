@@ -102,12 +102,12 @@ def _record(
     if action is Action.DROP:
         return Outcome(False, verdict.detail or reason)
     if action is Action.BUSY:
-        return Outcome(True, "busy", retry_after=int(verdict.detail or 0) or None)
+        return Outcome(True, Reason.BUSY, retry_after=verdict.retry_after)
     if action is Action.FAIL_UNCLAIMED:
         error = verdict.error_record() or error_record(reason, reason)
         if store.fail_unclaimed(delivery.job_id, reason=reason, error=error):
             return Outcome(False, reason)
-        return Outcome(True, "busy")  # a live run holds it after all: ask again later
+        return Outcome(True, Reason.BUSY)  # a live run holds it after all: ask again later
     assert run is not None
     job, token = run.job, run.token
     if action is Action.SUCCEED:
@@ -212,7 +212,7 @@ def _report_unrun(delivery: Delivery, verdict: Verdict, outcome: Outcome) -> Non
     job_id, action, reason = delivery.job_id, verdict.action, verdict.reason
     if action is Action.BUSY:
         log.info("job %s is being run by another delivery: asking for a later retry", job_id)
-    elif verdict.detail == "unknown job":
+    elif reason is Reason.UNKNOWN_JOB:
         log.error("delivery for unknown job %s: answered 204, or it is retried forever", job_id)
     elif action is Action.DROP:
         log.info("job %s %s: duplicate delivery answered 204", job_id, verdict.detail)

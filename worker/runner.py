@@ -67,9 +67,9 @@ def _take(
     """Decide whether the delivery runs the job, and claim it if so."""
     job = store.get(delivery.job_id, with_attempts=False)
     if job is None:
-        return Verdict(Action.DROP, Reason.UNKNOWN_JOB_TYPE, detail="unknown job")
+        return Verdict(Action.DROP, Reason.UNKNOWN_JOB, detail="unknown job")
     if job.finished:
-        return Verdict(Action.DROP, Reason.SUCCEEDED, detail=f"already {job.status}")
+        return Verdict(Action.DROP, Reason.DUPLICATE, detail=f"already {job.status}")
     job_type = registry.get(job.type)
     if job_type is None:
         return Verdict(
@@ -93,11 +93,11 @@ def _take(
     if not claim.won or claim.token is None or claim.job is None:
         current = claim.job
         if current is None or current.finished:
-            return Verdict(Action.DROP, Reason.SUCCEEDED, detail="finished by another delivery")
+            return Verdict(Action.DROP, Reason.DUPLICATE, detail="finished by another delivery")
         left = 0.0
         if current.lease_expires_at is not None:
             left = (current.lease_expires_at - utcnow()).total_seconds()
-        return Verdict(Action.BUSY, Reason.LEASE_LOST, detail=f"{max(left, 0.0):.0f}")
+        return Verdict(Action.BUSY, Reason.BUSY, retry_after=max(1, round(left)))
     return Run(claim.job, claim.token, job_type, max_attempts)
 
 

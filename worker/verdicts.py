@@ -37,6 +37,7 @@ class Verdict:
     elapsed: float = 0.0  # seconds the handler ran
     last_attempt: bool = False  # a retryable failure turned final: no attempts left
     detail: str = ""  # for the log line of verdicts that carry no error
+    retry_after: int | None = None  # BUSY: seconds until the holder's lease ends
 
     def error_record(self) -> dict[str, Any] | None:
         """The error as the job resource shows it, or None."""
