@@ -35,7 +35,7 @@ from offload.logs import log_context
 from offload.outcomes import Action, Reason
 from offload.registry import JobRegistry
 from offload.settings import Settings
-from offload.slices import lease_seconds, run_limit
+from offload.slices import RunLimit, lease_seconds, run_limit
 from offload.store import JobStore, utcnow
 from worker.conclude import Continuer, Delivery, Outcome, Run, conclude
 from worker.verdicts import Verdict, classify_error, classify_result
@@ -122,31 +122,15 @@ def _execute(
     continuer: Continuer | None,
 ) -> Verdict:
     """Run the claimed job's handler and classify how it ended; writes only its progress."""
-    job, token, job_type = run.job, run.token, run.job_type
+    job, job_type = run.job, run.job_type
     try:
         payload = job_type.payload_model.model_validate(job.payload)
     except ValidationError as e:
         return Verdict(Action.FAIL, Reason.INVALID_PAYLOAD, e)
 
-    budget = min(job.deadline_seconds, job_type.deadline_seconds)
+    budget = run.budget
     limit = run_limit(budget - job.spent_seconds, settings)
-    deadline = Deadline(limit.seconds)
-    ctx = JobContext(
-        job_id=job.id,
-        job_type=job.type,
-        attempt=delivery.attempt,
-        run=job.attempts,
-        max_attempts=run.max_attempts,
-        request_id=job.request_id,
-        deadline=deadline,
-        save_progress=lambda f, m: store.set_progress(job.id, token, f, m),
-        read_cancel_requested=lambda: store.cancel_requested(job.id),
-        progress_interval=settings.progress_interval_seconds,
-        logger=logging.getLogger(f"offload.job.{job.type}"),
-        run_number=job.runs,
-        journal=_journal(store, job.id, token, job.runs),
-        slice_deadline=deadline if limit.by_slice else None,
-    )
+    ctx = _context(store, settings, delivery, run, limit)
     run.ctx = ctx
     log.info(
         "attempt %d started (run %d of %d), budget %gs: job run %d, %s %gs",
@@ -176,7 +160,7 @@ def _execute(
             hard_exit()
 
     try:
-        with enforce(deadline, hard_grace=settings.hard_grace_seconds, on_hard_limit=hard_stop):
+        with enforce(ctx.deadline, hard_grace=settings.hard_grace_seconds, on_hard_limit=hard_stop):
             if job.cancel_requested:  # the claimed row says so: no need to ask the store
                 raise CancelledError("the job was cancelled")
             result = job_type.handler(ctx, payload)
@@ -193,6 +177,30 @@ _OURS = (DeadlineExceededError, CancelledError, SliceSpentError, LeaseLostError)
 def _ours(exc: BaseException) -> bool:
     """Whether ``exc`` is one of the BaseExceptions the worker raises into jobs."""
     return isinstance(exc, _OURS)
+
+
+def _context(
+    store: JobStore, settings: Settings, delivery: Delivery, run: Run, limit: RunLimit
+) -> JobContext:
+    """What the handler of the claimed job sees during this run."""
+    job, token = run.job, run.token
+    deadline = Deadline(limit.seconds)
+    return JobContext(
+        job_id=job.id,
+        job_type=job.type,
+        attempt=delivery.attempt,
+        run=job.attempts,
+        max_attempts=run.max_attempts,
+        request_id=job.request_id,
+        deadline=deadline,
+        save_progress=lambda f, m: store.set_progress(job.id, token, f, m),
+        read_cancel_requested=lambda: store.cancel_requested(job.id),
+        progress_interval=settings.progress_interval_seconds,
+        logger=logging.getLogger(f"offload.job.{job.type}"),
+        run_number=job.runs,
+        journal=_journal(store, job.id, token, job.runs),
+        slice_deadline=deadline if limit.by_slice else None,
+    )
 
 
 def _journal(store: JobStore, job_id: str, token: str, run_number: int) -> Journal:

@@ -16,7 +16,8 @@ from typing import Any
 from sqlalchemy import Connection, Engine, bindparam, insert, select, update
 
 from offload.errors import LeaseLostError
-from offload.store.models import RUNNING
+from offload.outcomes import Reason
+from offload.store.models import QUEUED, RUNNING
 from offload.store.schema import jobs, steps
 
 __all__ = ["STEP_FAILED", "STEP_FINISHED", "STEP_RUNNING", "DurableStore", "RunState"]
@@ -52,6 +53,40 @@ class DurableStore:
     """Steps and checkpoints of running jobs (mixed into :class:`JobStore`)."""
 
     engine: Engine
+
+    def _close(
+        self,
+        job_id: str,
+        token: str,
+        outcome: str,
+        *,
+        attempt_error: dict[str, Any] | None,
+        **values: Any,
+    ) -> bool:
+        """End the run holding ``token`` with ``values`` (JobStore's, fenced by the token)."""
+        raise NotImplementedError
+
+    def continue_run(
+        self, job_id: str, token: str, *, task_name: str, spent_seconds: float
+    ) -> bool:
+        """End a run whose slice is spent: the job waits, queued, for its continuation task.
+
+        Its next claim uses no attempt (``continuing``) and goes on spending this
+        attempt's budget, of which this run used ``spent_seconds``.
+        """
+        return self._close(
+            job_id,
+            token,
+            Reason.CONTINUED,
+            attempt_error=None,
+            status=QUEUED,
+            reason=Reason.CONTINUED,
+            continuing=True,
+            task_name=task_name,
+            spent_seconds=jobs.c.spent_seconds + spent_seconds,
+            lease_token=None,
+            lease_expires_at=None,
+        )
 
     def run_state(self, job_id: str) -> RunState:
         """The job's last checkpoint (None if none) and its finished steps' results."""

@@ -348,28 +348,6 @@ class JobStore(DurableStore):
             lease_expires_at=None,
         )
 
-    def continue_run(
-        self, job_id: str, token: str, *, task_name: str, spent_seconds: float
-    ) -> bool:
-        """End a run whose slice is spent: the job waits, queued, for its continuation task.
-
-        Its next claim uses no attempt (``continuing``) and goes on spending this
-        attempt's budget, of which this run used ``spent_seconds``.
-        """
-        return self._close(
-            job_id,
-            token,
-            Reason.CONTINUED,
-            attempt_error=None,
-            status=QUEUED,
-            reason=Reason.CONTINUED,
-            continuing=True,
-            task_name=task_name,
-            spent_seconds=jobs.c.spent_seconds + spent_seconds,
-            lease_token=None,
-            lease_expires_at=None,
-        )
-
     def _close(
         self,
         job_id: str,
