@@ -6,7 +6,9 @@ Start each service with ``--name web`` or ``--name worker``; the name labels its
 import os
 
 # Deadlines are raised by SIGALRM, which only reaches a process's main thread:
-# sync workers handle one request at a time, in their main thread.
+# the worker's sync processes handle one request at a time, in their main thread.
+# web passes --threads (gthread) on its command line: its long-polls and event
+# streams wait in threads, so they do not hold up submits.
 worker_class = "sync"
 threads = 1
 # The app writes one access line per request (with httpRequest) itself.
@@ -28,6 +30,9 @@ def on_starting(server):  # type: ignore[no-untyped-def]
         if server.cfg.worker_class_str != "sync" or server.cfg.threads != 1:
             raise SystemExit("the worker must run sync gunicorn workers (deadlines use SIGALRM)")
         os.environ["OFFLOAD_WORKER_TIMEOUT_SECONDS"] = str(server.cfg.timeout)
+    if server.cfg.proc_name == "web":
+        # web keeps a share of its threads free of waiters (long-polls, event streams).
+        os.environ["OFFLOAD_WEB_THREADS"] = str(server.cfg.threads)
 
 
 def post_worker_init(worker):  # type: ignore[no-untyped-def]

@@ -19,7 +19,7 @@ import traceback
 from collections.abc import Callable
 from pathlib import Path
 
-from bench import celery_peer, coldstart, deadline, e2e, emulator_rates, store, submit
+from bench import celery_peer, coldstart, deadline, e2e, emulator_rates, store, submit, waiters
 from bench.common import Row, Settings, progress
 
 BENCHMARKS: dict[str, Callable[[Settings], list[Row]]] = {
@@ -29,6 +29,7 @@ BENCHMARKS: dict[str, Callable[[Settings], list[Row]]] = {
     "deadline": deadline.run,
     "coldstart": coldstart.run,
     "store": store.run,
+    "waiters": waiters.run,
     "celery": celery_peer.run,
 }
 

@@ -5,9 +5,11 @@ from __future__ import annotations
 import argparse
 import asyncio
 import logging
+import os
 import sys
 
 from emulator.app import Emulator, Settings
+from emulator.db import DatabaseError
 from emulator.persist import DataFileError
 from emulator.queueyaml import QueueYamlError
 from offload.logs import configure_logging
@@ -15,11 +17,37 @@ from offload.logs import configure_logging
 logger = logging.getLogger("emulator")
 
 
-def _service(value: str) -> tuple[str, str]:
-    name, sep, url = value.partition("=")
-    if not sep or not name or not url.startswith(("http://", "https://")):
-        raise argparse.ArgumentTypeError(f"expected NAME=http://HOST:PORT, got {value!r}")
-    return name, url
+def _urls(value: str, urls: str) -> list[str]:
+    out = [u.strip() for u in urls.split(",") if u.strip()]
+    if not out or not all(u.startswith(("http://", "https://")) for u in out):
+        raise argparse.ArgumentTypeError(f"expected URLs http://HOST:PORT[,...], got {value!r}")
+    return out
+
+
+def _service(value: str) -> tuple[str, list[str]]:
+    name, sep, urls = value.partition("=")
+    if not sep or not name:
+        raise argparse.ArgumentTypeError(f"expected NAME=http://HOST:PORT[,...], got {value!r}")
+    return name, _urls(value, urls)
+
+
+def _alias(value: str) -> tuple[str, list[str]]:
+    # The origin itself contains "://" but no "=", so the first "=" splits.
+    origin, sep, urls = value.partition("=")
+    if not sep or not origin.startswith(("http://", "https://")):
+        raise argparse.ArgumentTypeError(
+            f"expected http://HOST:PORT=http://HOST:PORT[,...], got {value!r}"
+        )
+    return origin, _urls(value, urls)
+
+
+def _env_int(name: str, default: int) -> int:
+    # The same variables as web and worker, so one setting bounds every process's log file.
+    value = os.environ.get(name, "").strip()
+    try:
+        return int(value) if value else default
+    except ValueError:
+        return default
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -48,7 +76,17 @@ def build_parser() -> argparse.ArgumentParser:
         action="append",
         type=_service,
         default=[],
-        help="base URL standing in for App Engine service NAME (repeatable)",
+        help="base URL standing in for App Engine service NAME (repeatable); several URLs, "
+        "comma-separated, stand for several instances: pushes take them round-robin",
+    )
+    p.add_argument(
+        "--http-target-alias",
+        metavar="ORIGIN=URL[,URL...]",
+        action="append",
+        type=_alias,
+        default=[],
+        help="send HTTP-target pushes whose URL starts with ORIGIN (scheme://host:port) to "
+        "these base URLs instead, round-robin (repeatable)",
     )
     p.add_argument(
         "--appengine-default-url",
@@ -56,13 +94,27 @@ def build_parser() -> argparse.ArgumentParser:
         help="base URL for App Engine services not mapped by --appengine-service "
         "(default: the URL of service 'default', if mapped)",
     )
-    p.add_argument("--data-file", metavar="PATH", help="keep queues, tasks and tombstones here")
+    p.add_argument(
+        "--data-file",
+        metavar="PATH",
+        help="SQLite database keeping queues, tasks and tombstones across restarts, written "
+        "before each answer (a PATH ending in .json stands for the .sqlite3 beside it; an old "
+        "JSON data file there is migrated once)",
+    )
+    p.add_argument(
+        "--data-sync",
+        choices=("normal", "full"),
+        default="normal",
+        help="normal: survives the death of the process (SIGKILL); full: also fsyncs every "
+        "commit, for power loss, slower (default: normal)",
+    )
     p.add_argument(
         "--tombstone-seconds",
         type=float,
         metavar="S",
-        help="how long a finished or deleted task's name stays taken (default: 3600 for "
-        "queues made through the API, 777600 = 9 days for queue.yaml queues; 0 = never)",
+        help="how long a finished or deleted task's name stays taken (default: 14400 = 4 h "
+        "for queues made through the API, 777600 = 9 days for queue.yaml queues, as the "
+        "Cloud Tasks reference says; 0 = not at all)",
     )
     p.add_argument(
         "--queue-tombstone-seconds",
@@ -93,6 +145,21 @@ def build_parser() -> argparse.ArgumentParser:
         help="on SIGINT/SIGTERM, wait this long for dispatches in flight (default: 2)",
     )
     p.add_argument("--log-dir", metavar="DIR", help="also write JSON log lines to DIR/emulator.log")
+    p.add_argument(
+        "--log-file-max-bytes",
+        type=int,
+        default=_env_int("OFFLOAD_LOG_FILE_MAX_BYTES", 10 * 1024 * 1024),
+        metavar="N",
+        help="size at which DIR/emulator.log rotates (default: $OFFLOAD_LOG_FILE_MAX_BYTES, "
+        "else 10 MiB)",
+    )
+    p.add_argument(
+        "--log-file-backups",
+        type=int,
+        default=_env_int("OFFLOAD_LOG_FILE_BACKUPS", 3),
+        metavar="N",
+        help="rotated log files kept (default: $OFFLOAD_LOG_FILE_BACKUPS, else 3)",
+    )
     p.add_argument("--log-level", default="INFO", help="DEBUG, INFO, WARNING ... (default: INFO)")
     return p
 
@@ -101,7 +168,12 @@ def main(argv: list[str] | None = None) -> int:
     """Run the emulator until SIGINT/SIGTERM; 0 on a clean stop."""
     args = build_parser().parse_args(argv)
     configure_logging(
-        "emulator", level=args.log_level, project_id=args.project, log_dir=args.log_dir
+        "emulator",
+        level=args.log_level,
+        project_id=args.project,
+        log_dir=args.log_dir,
+        max_file_bytes=args.log_file_max_bytes,
+        backup_count=args.log_file_backups,
     )
     settings = Settings(
         host=args.host,
@@ -111,8 +183,10 @@ def main(argv: list[str] | None = None) -> int:
         location=args.location,
         queue_yaml=args.queue_yaml,
         services=dict(args.appengine_service),
+        http_aliases=dict(args.http_target_alias),
         default_service_url=args.appengine_default_url,
         data_file=args.data_file,
+        data_sync=args.data_sync,
         tombstone_seconds=args.tombstone_seconds,
         queue_tombstone_seconds=args.queue_tombstone_seconds,
         min_dispatch_deadline=args.min_dispatch_deadline_seconds,
@@ -125,7 +199,7 @@ def main(argv: list[str] | None = None) -> int:
     except QueueYamlError as e:
         logger.error("bad queue.yaml: %s", e)
         return 2
-    except DataFileError as e:
+    except (DataFileError, DatabaseError) as e:
         logger.error("bad data file (move it away to start afresh): %s", e)
         return 2
     except OSError as e:

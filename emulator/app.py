@@ -14,12 +14,14 @@ from typing import Any, TypeVar
 
 import grpc
 
-from emulator import persist, queueyaml
+from emulator import queueyaml
 from emulator.admin import AdminServer
+from emulator.datafile import open_data_file
 from emulator.dispatch import Dispatcher
+from emulator.lro import Operations
 from emulator.oidc import Signer
 from emulator.pbutil import QUEUE_DISABLED, QUEUE_RUNNING, Queue
-from emulator.server import build_handler
+from emulator.server import build_handlers
 from emulator.state import API_TOMBSTONE_SECONDS, YAML_TOMBSTONE_SECONDS, Store
 from emulator.target import Routes
 from emulator.validate import Limits
@@ -27,7 +29,6 @@ from emulator.validate import Limits
 logger = logging.getLogger(__name__)
 T = TypeVar("T")
 
-SAVE_EVERY_SECONDS = 2.0
 SWEEP_EVERY_SECONDS = 10.0
 
 
@@ -41,9 +42,11 @@ class Settings:
     project: str = "offload-local"
     location: str = "us-central1"
     queue_yaml: str | None = None
-    services: dict[str, str] = field(default_factory=dict)
+    services: dict[str, list[str]] = field(default_factory=dict)
+    http_aliases: dict[str, list[str]] = field(default_factory=dict)
     default_service_url: str | None = None
     data_file: str | None = None
+    data_sync: str = "normal"
     tombstone_seconds: float | None = None
     queue_tombstone_seconds: float = 7 * 24 * 3600.0
     min_dispatch_deadline: float = 15.0
@@ -68,13 +71,18 @@ def _raise_fd_limit() -> None:
 
 def apply_queue_yaml(store: Store, queues: list[Any]) -> None:
     """Create or update queue.yaml's queues; disable yaml queues it no longer lists."""
+    with store.transaction():
+        _apply_queue_yaml(store, queues)
+
+
+def _apply_queue_yaml(store: Store, queues: list[Any]) -> None:
     now = time.time()
     listed = set()
     for pb in queues:
         listed.add(pb.name)
         q = store.queues.get(pb.name)
         if q is None:
-            store.add_queue(pb, "yaml", now)
+            store.add_queue(pb, "yaml", now).save()
             continue
         state = q.pb.state
         new = Queue()
@@ -86,10 +94,12 @@ def apply_queue_yaml(store: Store, queues: list[Any]) -> None:
         q.origin = "yaml"
         q.tombstone_seconds = store.yaml_tombstone_seconds
         q.reconfigure()
+        q.save()
     for q in store.queues.values():
         if q.origin == "yaml" and q.name not in listed:
             # Uploading a queue.yaml disables the queues it omits.
             q.pb.state = QUEUE_DISABLED
+            q.save()
             logger.warning("queue %s is not in queue.yaml any more: disabled", q.queue_id)
 
 
@@ -114,29 +124,30 @@ class Emulator:
             yaml_tombstone_seconds=yaml_window,
             queue_tombstone_seconds=settings.queue_tombstone_seconds,
         )
+        self.operations = Operations(self.store)
         key_pem: bytes | None = None
         if settings.data_file:
-            data = persist.read(settings.data_file)
-            if data is not None:
-                persist.restore(self.store, data)
-                key_pem = data.get("oidc_key_pem", "").encode() or None
-                logger.info(
-                    "restored %d queues from %s", len(self.store.queues), settings.data_file
-                )
+            key_pem = open_data_file(
+                self.store, self.operations, settings.data_file, sync=settings.data_sync
+            )
+            logger.info("restored %d queues from %s", len(self.store.queues), settings.data_file)
         if settings.queue_yaml:
             apply_queue_yaml(
                 self.store, queueyaml.load(settings.queue_yaml, location=settings.location_name)
             )
         self.signer = Signer(key_pem)
+        if key_pem is None:
+            with self.store.transaction():
+                self.store.journal.put_meta("oidc_key_pem", self.signer.private_pem())
         self.dispatcher = Dispatcher(
             self.store,
-            routes=Routes(dict(settings.services), settings.default_service_url),
+            routes=Routes(
+                dict(settings.services), settings.default_service_url, dict(settings.http_aliases)
+            ),
             signer=self.signer,
         )
         self._loop: asyncio.AbstractEventLoop | None = None
-        self._saved_changes = -1
         self._stop = asyncio.Event()
-        self._save_lock = asyncio.Lock()
 
     def _in_loop(self, fn: Callable[[], T]) -> T:
         """Run ``fn`` on the event loop (which owns the store) and wait for its result."""
@@ -161,36 +172,17 @@ class Emulator:
                     "tasks": len(q.tasks),
                     "running": q.running,
                     "tombstones": len(q.tombstones),
+                    "tombstone_seconds": q.tombstone_seconds,
                 }
                 for q in self.store.queues.values()
             ]
 
         return self._in_loop(collect)
 
-    async def _save(self, force: bool = False) -> None:
-        path = self.settings.data_file
-        if not path:
-            return
-        # One writer at a time, so an older snapshot can never replace a newer one.
-        async with self._save_lock:
-            if not force and self.store.changes == self._saved_changes:
-                return
-            self._saved_changes = self.store.changes
-            data = persist.snapshot(self.store, self.signer.private_pem())
-            # JSON encoding and fsync off the loop: dispatch goes on meanwhile.
-            await asyncio.to_thread(persist.write, path, data)
-
     async def _housekeeping(self) -> None:
-        last_sweep = time.monotonic()
         while True:
-            await asyncio.sleep(SAVE_EVERY_SECONDS)
-            try:
-                await self._save()
-            except OSError:
-                logger.exception("could not write the data file")
-            if time.monotonic() - last_sweep >= SWEEP_EVERY_SECONDS:
-                self.store.sweep()
-                last_sweep = time.monotonic()
+            await asyncio.sleep(SWEEP_EVERY_SECONDS)
+            self.store.sweep()
 
     def request_stop(self) -> None:
         """Begin a clean shutdown (signal handlers call this)."""
@@ -207,7 +199,7 @@ class Emulator:
                 ("grpc.max_receive_message_length", 8 * 1024 * 1024),
             ]
         )
-        server.add_generic_rpc_handlers((build_handler(self.store),))
+        server.add_generic_rpc_handlers(build_handlers(self.store, self.operations))
         address = f"{s.host}:{s.port}" if ":" not in s.host else f"[{s.host}]:{s.port}"
         if server.add_insecure_port(address) == 0:
             raise OSError(f"cannot listen on {address}")
@@ -242,5 +234,5 @@ class Emulator:
             await server.stop(grace=0.5)
             await self.dispatcher.close(grace=s.shutdown_grace)
             admin.stop()
-            await self._save(force=True)
+            self.store.journal.close()
             logger.info("emulator stopped")

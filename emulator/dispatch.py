@@ -10,7 +10,6 @@ import asyncio
 import heapq
 import logging
 import time
-from typing import Any
 
 from emulator.httpclient import HttpClient, HttpClientError
 from emulator.oidc import Signer
@@ -18,7 +17,7 @@ from emulator.pbutil import dur_get, ts_set
 from emulator.retry import parse_retry_after
 from emulator.state import QueueState, Store, TaskRecord
 from emulator.target import Routes, RoutingError, build
-from offload.logs import log_context
+from emulator.tasklog import task_log_context
 
 logger = logging.getLogger(__name__)
 
@@ -39,37 +38,6 @@ def rpc_code(status: int) -> int:
     if status >= 500:
         return 13  # INTERNAL
     return 2  # UNKNOWN
-
-
-def _trace_of(traceparent: str | None) -> tuple[str | None, str | None, bool]:
-    # W3C traceparent: version-traceid-spanid-flags
-    if not traceparent:
-        return None, None, False
-    parts = traceparent.strip().split("-")
-    if len(parts) >= 4 and len(parts[1]) == 32 and len(parts[2]) == 16:
-        return parts[1], parts[2], parts[3].endswith(("1", "3", "5", "7", "9", "b", "d", "f"))
-    return None, None, False
-
-
-def task_log_context(pb: Any, *, task: str, attempt: int | None = None) -> Any:
-    """A log context with the task's own ``X-Request-ID`` and ``traceparent`` (if any)."""
-    req: Any = pb.http_request if pb.HasField("http_request") else pb.app_engine_http_request
-    request_id = traceparent = None
-    for name, value in req.headers.items():
-        low = name.lower()
-        if low == "x-request-id":
-            request_id = value
-        elif low == "traceparent":
-            traceparent = value
-    trace, span, sampled = _trace_of(traceparent)
-    return log_context(
-        request_id=request_id,
-        trace=trace,
-        span_id=span,
-        trace_sampled=sampled,
-        task=task,
-        attempt=attempt,
-    )
 
 
 class Dispatcher:
@@ -232,9 +200,11 @@ class Dispatcher:
         else:
             last.response_status.code = 14
             last.response_status.message = "The target could not be reached."
-        self.store.changes += 1
         if rec.gone:
             return  # deleted or purged while in flight: the answer no longer matters
+        # Written within 20 ms (db.OUTCOME_COMMIT_SECONDS); a kill before that only
+        # makes the task run again, which at-least-once delivery allows.
+        self.store.journal.commit_soon()
         if status is not None and 200 <= status < 300:
             q.bury(rec, now)
             return
@@ -266,6 +236,7 @@ class Dispatcher:
         eta = now + delay
         ts_set(pb.schedule_time, eta)
         q.schedule(rec, eta)
+        q.save_task(rec)
         self.wake(q)
 
     def _log(

@@ -22,6 +22,14 @@ BAD_TASK_ID = (
     'Task ID "{id}" can contain only letters ([A-Za-z]), numbers ([0-9]), hyphens (-), '
     "or underscores (_). Task ID must between 1 and 500 characters."
 )
+TASK_NAME_FORMAT = (
+    'Task name must be formatted: "projects/<PROJECT_ID>/locations/<LOCATION_ID>/queues/'
+    '<QUEUE_ID>/tasks/<TASK_ID>"'
+)
+TASK_IN_OTHER_QUEUE = (
+    "The queue name from request ('{parent}') must be the same as the queue name in the "
+    "named task ('{queue}')."
+)
 URL_SCHEME = "HttpTarget.url must start with 'http://' or 'https://'."
 URL_REQUIRED = "HttpRequest.url is required."
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import random
 import re
 
-from emulator.errors import BAD_TASK_ID, invalid
+from emulator.errors import BAD_TASK_ID, TASK_NAME_FORMAT, invalid
 
 _LOCATION = re.compile(r"^projects/([A-Za-z0-9._:-]+)/locations/([A-Za-z0-9-]+)$")
 _QUEUE = re.compile(r"^(projects/[A-Za-z0-9._:-]+/locations/[A-Za-z0-9-]+)/queues/([^/]*)$")
@@ -40,7 +40,7 @@ def split_task(name: str) -> tuple[str, str]:
     """Split a task name into (queue name, task id), validating the task id."""
     m = _TASK.match(name)
     if not m:
-        raise invalid(f'Invalid resource field value in the request: "{name}".')
+        raise invalid(TASK_NAME_FORMAT)
     task_id = m.group(2)
     if not _TASK_ID.match(task_id):
         raise invalid(BAD_TASK_ID.format(id=task_id))

@@ -1,17 +1,13 @@
-"""The optional data file: queues, tasks, tombstones and the OIDC key across restarts.
+"""Reading the old JSON data file (version 1), so ``datafile.py`` can migrate it once.
 
-Written atomically (temp file, fsync, rename) every few seconds when something changed
-and at shutdown. A crash (SIGKILL, power loss) loses the changes since the last write;
-a task in flight at save time is saved as pending and is delivered again after a
-restart, which at-least-once delivery allows.
+Up to this version the emulator wrote a JSON snapshot every two seconds, which lost the
+last seconds on SIGKILL; it now keeps an SQLite database instead (``db.py``).
 """
 
 from __future__ import annotations
 
 import base64
 import json
-import os
-import tempfile
 import time
 from typing import Any
 
@@ -27,61 +23,6 @@ VERSION = 1
 
 class DataFileError(Exception):
     """The data file exists but cannot be read back."""
-
-
-def _b64(data: bytes) -> str:
-    return base64.b64encode(data).decode("ascii")
-
-
-def snapshot(store: Store, key_pem: bytes) -> dict[str, Any]:
-    """A JSON-ready copy of the store (cheap: protobufs are serialized in C)."""
-    queues = []
-    for q in store.queues.values():
-        queues.append(
-            {
-                "pb": _b64(q.pb.SerializeToString()),
-                "origin": q.origin,
-                "tombstones": list(q.tombstones.items()),
-                "tasks": [
-                    [
-                        _b64(r.pb.SerializeToString()),
-                        r.seq,
-                        r.exec_count,
-                        r.prev_status,
-                        r.prev_reason,
-                        r.first_attempt_at,
-                    ]
-                    for r in q.tasks.values()
-                ],
-            }
-        )
-    return {
-        "version": VERSION,
-        "saved_at": time.time(),
-        "seq": store.seq,
-        "oidc_key_pem": key_pem.decode("ascii"),
-        "queues": queues,
-        "queue_tombstones": store.queue_tombstones,
-    }
-
-
-def write(path: str, data: dict[str, Any]) -> None:
-    """Write the snapshot atomically: readers see the old file or the new one, never half."""
-    directory = os.path.dirname(os.path.abspath(path))
-    os.makedirs(directory, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=".emulator-data-", dir=directory)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            json.dump(data, f, separators=(",", ":"))
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except OSError:
-            pass
-        raise
 
 
 def read(path: str) -> dict[str, Any] | None:

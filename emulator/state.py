@@ -6,162 +6,46 @@ the gRPC handlers and the dispatcher take turns.
 
 from __future__ import annotations
 
-import asyncio
 import base64
-import heapq
-import math
+import binascii
+import contextlib
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import grpc
 
 from emulator import errors, names
+from emulator.db import NullJournal
 from emulator.errors import ApiError, invalid, not_found
-from emulator.pbutil import (
-    QUEUE_PAUSED,
-    QUEUE_RUNNING,
-    Queue,
-    Task,
-    ts_get,
-    ts_set,
-)
-from emulator.ratelimit import TokenBucket
-from emulator.retry import RetryPolicy, policy_from_pb
+from emulator.pbutil import QUEUE_PAUSED, QUEUE_RUNNING, Queue, Task, ts_set
+from emulator.queuestate import QueueState, TaskRecord, task_policy
+from emulator.tasklog import log_deleted
 from emulator.validate import Limits, check_task, fill_queue
 
-API_TOMBSTONE_SECONDS = 3600.0
+__all__ = ["QueueState", "Store", "TaskRecord", "task_policy"]
+
+# The current reference: a deleted or executed task's name "can take up to 4 hours (or
+# 9 days ...)" to be released; 9 days is the figure for queues made by queue.yaml.
+API_TOMBSTONE_SECONDS = 4 * 3600.0
 YAML_TOMBSTONE_SECONDS = 9 * 24 * 3600.0
 QUEUE_TOMBSTONE_SECONDS = 7 * 24 * 3600.0
 MAX_PAGE = 1000
 
 
-class TaskRecord:
-    """A task waiting, running or between attempts, plus the counters its headers need."""
-
-    __slots__ = (
-        "pb",
-        "task_id",
-        "seq",
-        "gen",
-        "eta",
-        "running",
-        "gone",
-        "exec_count",
-        "prev_status",
-        "prev_reason",
-        "first_attempt_at",
-        "policy",
-    )
-
-    def __init__(self, pb: Any, task_id: str, seq: int, policy: RetryPolicy) -> None:
-        self.pb = pb
-        self.task_id = task_id
-        self.seq = seq
-        self.gen = 0  # bumped on each (re)schedule; older heap entries are stale
-        self.eta = ts_get(pb.schedule_time)
-        self.running = False
-        self.gone = False  # deleted, purged or finished: an attempt in flight is ignored
-        self.exec_count = 0  # responses that count for X-CloudTasks-TaskExecutionCount
-        self.prev_status: int | None = None
-        self.prev_reason = ""
-        self.first_attempt_at = 0.0
-        self.policy = policy
+def _page_token(kind: str, value: str) -> str:
+    return base64.urlsafe_b64encode(f"{kind}:{value}".encode()).decode()
 
 
-class QueueState:
-    """One queue: its config, pending tasks (a heap by ETA), tombstones, limiters."""
-
-    def __init__(self, pb: Any, origin: str, tombstone_seconds: float, now: float) -> None:
-        self.pb = pb
-        self.name: str = pb.name
-        self.queue_id = names.short_id(self.name)
-        self.origin = origin  # "api" or "yaml": decides the tombstone window
-        self.tombstone_seconds = tombstone_seconds
-        self.tasks: dict[str, TaskRecord] = {}
-        self.heap: list[tuple[float, int, int, TaskRecord]] = []
-        # task id -> expiry. A plain dict: insertion order is expiry order (one window
-        # per queue), and ~100 bytes an entry keeps 100,000 finished tasks cheap.
-        self.tombstones: dict[str, float] = {}
-        self._expiry = 0.0
-        rl = pb.rate_limits
-        self.bucket = TokenBucket(rl.max_dispatches_per_second, rl.max_burst_size, now)
-        self.policy = policy_from_pb(pb.retry_config, literal_doublings=True)
-        self.running = 0
-        self.throttle_until = 0.0  # after a 429/503: no dispatch before this time
-        self.deleted = False
-        # Owned by the dispatcher: the queue loop and the event that wakes it.
-        self.wakeup: asyncio.Event | None = None
-        self.loop_task: asyncio.Task[None] | None = None
-
-    def reconfigure(self) -> None:
-        """Pick up a changed config (UpdateQueue, queue.yaml)."""
-        rl = self.pb.rate_limits
-        self.bucket.configure(rl.max_dispatches_per_second, rl.max_burst_size)
-        self.policy = policy_from_pb(self.pb.retry_config, literal_doublings=True)
-        for rec in self.tasks.values():
-            rec.policy = task_policy(rec.pb, self.policy)
-
-    @property
-    def paused(self) -> bool:
-        """True unless the queue is RUNNING."""
-        return int(self.pb.state) != QUEUE_RUNNING
-
-    def schedule(self, rec: TaskRecord, eta: float) -> None:
-        """(Re)queue a task for dispatch at ``eta``."""
-        rec.gen += 1
-        rec.eta = eta
-        heapq.heappush(self.heap, (eta, rec.seq, rec.gen, rec))
-
-    def bury(self, rec: TaskRecord, now: float) -> None:
-        """Remove a task for good and keep its name as a tombstone."""
-        rec.gone = True
-        if self.tasks.pop(rec.task_id, None) is not None and self.tombstone_seconds > 0:
-            # Rounded up to 0.1 s so the tombstones of one instant share a float object.
-            expiry = math.ceil((now + self.tombstone_seconds) * 10) / 10
-            if expiry != self._expiry:
-                self._expiry = expiry
-            self.tombstones[rec.task_id] = self._expiry
-
-    def tombstoned(self, task_id: str, now: float) -> bool:
-        """True while the name of a finished or deleted task is still reserved."""
-        expiry = self.tombstones.get(task_id)
-        if expiry is None:
-            return False
-        if expiry <= now:
-            del self.tombstones[task_id]
-            return False
-        return True
-
-    def sweep(self, now: float) -> None:
-        """Drop expired tombstones (oldest first: one window per queue keeps them in order)."""
-        tomb = self.tombstones
-        if tomb and next(iter(tomb.values())) <= now:
-            # Rebuilding beats popping the front one by one: deleted slots at a dict's
-            # front make each next(iter()) rescan them.
-            self.tombstones = {k: v for k, v in tomb.items() if v > now}
-        # Drop heap entries left behind by deleted or rescheduled tasks.
-        if len(self.heap) > 2 * len(self.tasks) + 1024:
-            self.heap = [e for e in self.heap if not e[3].gone and e[3].gen == e[2]]
-            heapq.heapify(self.heap)
-
-
-def task_policy(task: Any, queue_policy: RetryPolicy) -> RetryPolicy:
-    """The task's own RetryConfig over the queue's, when it has one."""
-    if task.HasField("retry_config"):
-        return policy_from_pb(task.retry_config, queue_policy)
-    return queue_policy
-
-
-def _page_token(value: str) -> str:
-    return base64.urlsafe_b64encode(value.encode()).decode()
-
-
-def _read_token(token: str) -> str:
+def _read_token(kind: str, token: str) -> str:
+    """The value of one of the emulator's own page tokens; anything else is INVALID_ARGUMENT."""
     try:
-        return base64.urlsafe_b64decode(token.encode()).decode()
-    except ValueError as e:
+        raw = base64.urlsafe_b64decode(token.encode("ascii")).decode()
+        if _page_token(kind, raw.partition(":")[2]) != token or not raw.startswith(kind + ":"):
+            raise ValueError(token)
+    except (ValueError, binascii.Error, UnicodeError) as e:
         raise invalid("Invalid page token.") from e
+    return raw.partition(":")[2]
 
 
 class Store:
@@ -182,10 +66,23 @@ class Store:
         self.queues: dict[str, QueueState] = {}
         self.queue_tombstones: dict[str, float] = {}
         self.seq = 0
-        self.changes = 0  # bumped on every change, so the data file is saved only when needed
+        self.journal: NullJournal = NullJournal()
+        self.cmek: dict[str, str] = {}  # CmekConfig name -> KMS key ("" = off)
+        self._depth = 0  # nested transaction() blocks; the outermost commits
         # Set by the dispatcher: a queue has new work; a task must run now (RunTask).
         self.on_ready: Callable[[QueueState], None] = lambda q: None
         self.on_run_now: Callable[[QueueState, TaskRecord], None] = lambda q, r: None
+
+    @contextlib.contextmanager
+    def transaction(self) -> Iterator[None]:
+        """Group one call's writes: committed (made durable) when the outermost block ends."""
+        self._depth += 1
+        try:
+            yield
+        finally:
+            self._depth -= 1
+            if self._depth == 0:
+                self.journal.commit()
 
     # -- queues ------------------------------------------------------------------
 
@@ -199,9 +96,8 @@ class Store:
     def add_queue(self, pb: Any, origin: str, now: float) -> QueueState:
         """Install a (validated) queue."""
         window = self.yaml_tombstone_seconds if origin == "yaml" else self.api_tombstone_seconds
-        q = QueueState(pb, origin, window, now)
+        q = QueueState(pb, origin, window, now, self.journal)
         self.queues[q.name] = q
-        self.changes += 1
         return q
 
     def create_queue(self, parent: str, queue: Any) -> Any:
@@ -222,7 +118,10 @@ class Store:
         if pb.state not in (0, QUEUE_RUNNING):
             raise invalid("Queue.state is output only.")
         fill_queue(pb)
-        return self.add_queue(pb, "api", now).pb
+        with self.transaction():
+            q = self.add_queue(pb, "api", now)
+            q.save()
+        return q.pb
 
     def get_queue(self, name: str) -> Any:
         """GetQueue."""
@@ -231,12 +130,12 @@ class Store:
     def list_queues(self, parent: str, page_size: int, page_token: str) -> tuple[list[Any], str]:
         """ListQueues, in name order."""
         names.check_location(parent)
-        after = _read_token(page_token) if page_token else ""
+        after = _read_token("q", page_token) if page_token else ""
         size = page_size if 0 < page_size <= MAX_PAGE else MAX_PAGE
         prefix = parent + "/queues/"
         chosen = sorted(n for n in self.queues if n.startswith(prefix) and n > after)
         page = chosen[:size]
-        token = _page_token(page[-1]) if len(chosen) > size else ""
+        token = _page_token("q", page[-1]) if len(chosen) > size else ""
         return [self.queues[n].pb for n in page], token
 
     def update_queue(self, queue: Any, paths: list[str]) -> Any:
@@ -271,7 +170,8 @@ class Store:
         fill_queue(pb)  # an API update makes the burst derived again, as the docs say
         q.pb = pb
         q.reconfigure()
-        self.changes += 1
+        with self.transaction():
+            q.save()
         self.on_ready(q)
         return pb
 
@@ -279,33 +179,40 @@ class Store:
         """DeleteQueue: its tasks go too, and the name is held for a while."""
         q = self._queue(name, errors.ENTITY_NOT_FOUND)
         now = time.time()
-        for rec in list(q.tasks.values()):
+        gone = list(q.tasks.values())
+        for rec in gone:
             rec.gone = True
         q.tasks.clear()
         q.heap.clear()
         q.deleted = True
         del self.queues[name]
+        expiry = None
         if self.queue_tombstone_seconds > 0:
-            self.queue_tombstones[name] = now + self.queue_tombstone_seconds
-        self.changes += 1
+            expiry = self.queue_tombstones[name] = now + self.queue_tombstone_seconds
+        with self.transaction():
+            self.journal.drop_queue(name, expiry)
+        for rec in gone:
+            log_deleted(rec.pb, rec.task_id, "DeleteQueue")
         self.on_ready(q)
 
     def purge_queue(self, name: str) -> Any:
         """PurgeQueue: delete every task (their names become tombstones)."""
         q = self._queue(name)
         now = time.time()
-        for rec in list(q.tasks.values()):
-            q.bury(rec, now)
-        q.heap.clear()
         ts_set(q.pb.purge_time, now)
-        self.changes += 1
+        with self.transaction():
+            gone = q.bury_all(now)
+            q.save()
+        for rec in gone:
+            log_deleted(rec.pb, rec.task_id, "PurgeQueue")
         return q.pb
 
     def set_paused(self, name: str, paused: bool) -> Any:
         """PauseQueue / ResumeQueue."""
         q = self._queue(name)
         q.pb.state = QUEUE_PAUSED if paused else QUEUE_RUNNING
-        self.changes += 1
+        with self.transaction():
+            q.save()
         self.on_ready(q)
         return q.pb
 
@@ -321,7 +228,7 @@ class Store:
         if pb.name:
             queue_name, task_id = names.split_task(pb.name)
             if queue_name != parent:
-                raise invalid("The task's queue does not match the request's parent.")
+                raise invalid(errors.TASK_IN_OTHER_QUEUE.format(parent=parent, queue=queue_name))
         else:
             task_id = names.new_task_id()
             pb.name = f"{parent}/tasks/{task_id}"
@@ -332,7 +239,8 @@ class Store:
         rec = TaskRecord(pb, task_id, self.seq, task_policy(pb, q.policy))
         q.tasks[task_id] = rec
         q.schedule(rec, rec.eta)
-        self.changes += 1
+        with self.transaction():
+            q.save_task(rec)
         self.on_ready(q)
         return rec
 
@@ -355,7 +263,12 @@ class Store:
     ) -> tuple[list[TaskRecord], str]:
         """ListTasks, in creation order."""
         q = self._queue(parent)
-        after = int(_read_token(page_token) or "0") if page_token else 0
+        after = 0
+        if page_token:
+            value = _read_token("t", page_token)
+            if not value.isdigit():
+                raise invalid("Invalid page token.")
+            after = int(value)
         size = page_size if 0 < page_size <= MAX_PAGE else MAX_PAGE
         page: list[TaskRecord] = []
         more = False
@@ -366,13 +279,14 @@ class Store:
                 more = True
                 break
             page.append(rec)
-        return page, _page_token(str(page[-1].seq)) if more else ""
+        return page, _page_token("t", str(page[-1].seq)) if more else ""
 
-    def delete_task(self, name: str) -> None:
+    def delete_task(self, name: str, why: str = "DeleteTask") -> None:
         """DeleteTask: gone at once, even mid-attempt; the name becomes a tombstone."""
         q, rec = self._task(name)
-        q.bury(rec, time.time())
-        self.changes += 1
+        with self.transaction():
+            q.bury(rec, time.time())
+        log_deleted(rec.pb, rec.task_id, why)
 
     def run_task(self, name: str) -> TaskRecord:
         """RunTask: dispatch now, whatever the rate limits, pause or schedule say."""
@@ -396,14 +310,16 @@ class Store:
             self.queue_tombstones.clear()
         else:
             count += 1 if self.queue_tombstones.pop(queue_name, None) is not None else 0
-        self.changes += 1
+        with self.transaction():
+            self.journal.release(queue_name)
         return count
 
     def sweep(self) -> None:
         """Expire old tombstones."""
         now = time.time()
-        for q in self.queues.values():
-            q.sweep(now)
+        with self.transaction():
+            for q in self.queues.values():
+                q.sweep(now)
         for name, expiry in list(self.queue_tombstones.items()):
             if expiry <= now:
                 del self.queue_tombstones[name]

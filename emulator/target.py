@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from typing import Any
+from urllib.parse import urlsplit
 
 from emulator.httpclient import Target, parse_url
 from emulator.oidc import Signer
@@ -21,19 +22,58 @@ class RoutingError(Exception):
     """No URL is known for the App Engine service a task is routed to."""
 
 
-@dataclass(frozen=True, slots=True)
 class Routes:
-    """App Engine service name -> base URL, with a fallback for unmapped services."""
+    """Where pushes go: App Engine service -> instance URLs, HTTP target aliases.
 
-    services: dict[str, str]
-    default_url: str | None = None
+    A service (or an aliased HTTP origin) given several URLs stands for several instances:
+    each attempt takes the next one, round-robin, as App Engine spreads requests.
+    """
+
+    def __init__(
+        self,
+        services: dict[str, list[str]],
+        default_url: str | None = None,
+        http_aliases: dict[str, list[str]] | None = None,
+    ) -> None:
+        self.services = {k: [u.rstrip("/") for u in v] for k, v in services.items()}
+        self.default_url = default_url.rstrip("/") if default_url else None
+        self.http_aliases = {
+            origin_of(k): [u.rstrip("/") for u in v] for k, v in (http_aliases or {}).items()
+        }
+        self._turn: dict[str, int] = {}
+
+    def _pick(self, key: str, urls: list[str]) -> str:
+        if len(urls) == 1:
+            return urls[0]
+        turn = self._turn.get(key, 0)
+        self._turn[key] = turn + 1
+        return urls[turn % len(urls)]
 
     def base_url(self, service: str) -> str:
-        """The base URL that stands in for an App Engine service."""
-        url = self.services.get(service) or self.default_url or self.services.get("default")
-        if not url:
-            raise RoutingError(f"no URL for App Engine service {service!r}")
-        return url.rstrip("/")
+        """The base URL standing in for an App Engine service (its next instance)."""
+        if service in self.services:
+            return self._pick(service, self.services[service])
+        if self.default_url:
+            return self.default_url
+        if "default" in self.services:
+            return self._pick("default", self.services["default"])
+        raise RoutingError(f"no URL for App Engine service {service!r}")
+
+    def http_url(self, url: str) -> str:
+        """An HTTP target's URL, its origin replaced by the next URL of its alias, if any."""
+        if not self.http_aliases:
+            return url
+        origin = origin_of(url)
+        urls = self.http_aliases.get(origin)
+        if urls is None:
+            return url
+        return self._pick(origin, urls) + url[len(origin) :]
+
+
+def origin_of(url: str) -> str:
+    """``scheme://host[:port]`` of a URL, lower-cased (what an alias matches on)."""
+    parts = urlsplit(url)
+    return f"{parts.scheme}://{parts.netloc}".lower()
 
 
 @dataclass(slots=True)
@@ -93,7 +133,8 @@ def build(
         if prev_status is not None:
             headers.append(("X-CloudTasks-TaskPreviousResponse", str(prev_status)))
             headers.append(("X-CloudTasks-TaskRetryReason", ""))
-        return Outgoing(METHOD_NAMES[req.http_method], parse_url(req.url), headers, req.body)
+        url = routes.http_url(req.url)
+        return Outgoing(METHOD_NAMES[req.http_method], parse_url(url), headers, req.body)
 
     req = task.app_engine_http_request
     service = (

@@ -97,6 +97,8 @@ def check_task(task: Any, *, now: float, limits: Limits) -> None:
             raise invalid("OidcToken.service_account_email is required.")
         if req.HasField("oauth_token") and not req.oauth_token.service_account_email:
             raise invalid("OAuthToken.service_account_email is required.")
+        if req.http_method == 0:
+            req.http_method = 1  # Cloud Tasks returns an unset method as POST
         max_deadline = HTTP_DEADLINE_MAX
     elif task.HasField("app_engine_http_request"):
         req = task.app_engine_http_request
@@ -110,6 +112,8 @@ def check_task(task: Any, *, now: float, limits: Limits) -> None:
             req.relative_uri = "/"
         if req.body and not any(k.lower() == "content-type" for k in req.headers):
             req.headers["Content-Type"] = "application/octet-stream"
+        if req.http_method == 0:
+            req.http_method = 1
         max_deadline = APPENGINE_DEADLINE_MAX
     else:
         raise invalid("Task must have either http_request or app_engine_http_request set.")

@@ -35,7 +35,13 @@ class ProcessSpec:
 
 
 def _service(
-    name: str, bind: str, processes: int, timeout: int, app: str, env: Mapping[str, str]
+    name: str,
+    bind: str,
+    processes: int,
+    timeout: int,
+    app: str,
+    env: Mapping[str, str],
+    threads: int = 1,
 ) -> ProcessSpec:
     argv = [
         sys.executable, "-m", "gunicorn", "-c", "gunicorn.conf.py",
@@ -43,6 +49,8 @@ def _service(
         "--name", name.partition("-")[0],
         "--bind", bind,
         "--workers", str(processes),
+        # web waits on job events in threads (gthread); the worker stays on sync workers.
+        *(["--threads", str(threads)] if threads > 1 else []),
         "--timeout", str(timeout),
         app,
     ]  # fmt: skip
@@ -88,13 +96,25 @@ def local_processes(settings: Settings) -> list[ProcessSpec]:
                 "--appengine-service", f"default=http://{host}:{settings.web_port}",
                 "--data-file", settings.emulator_data_file,
                 *(["--log-dir", settings.log_dir] if settings.log_dir else []),
+                "--log-file-max-bytes", str(settings.log_file_max_bytes),
+                "--log-file-backups", str(settings.log_file_backups),
             ],
             shared_env,
         ),
     ]  # fmt: skip
     for i, bind in enumerate(web_binds, 1):
         name = f"web-{i}" if several_webs else "web"
-        specs.append(_service(name, bind, settings.web_processes, 30, "web.main:app", shared_env))
+        specs.append(
+            _service(
+                name,
+                bind,
+                settings.web_processes,
+                30,
+                "web.main:app",
+                shared_env,
+                threads=settings.web_threads,
+            )
+        )
     if several_webs:
         front = [py, "-m", "offload.front", "--listen", f"{host}:{settings.web_port}"]
         for bind in web_binds:

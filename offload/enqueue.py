@@ -24,13 +24,15 @@ from offload.errors import ConfigError, EnqueueError, EnvelopeError
 from offload.ids import is_job_id
 from offload.settings import Settings
 
-__all__ = ["TaskEnvelope", "TaskQueue", "dispatch_deadline_for"]
+__all__ = ["WEBHOOK_PATH", "TaskEnvelope", "TaskQueue", "dispatch_deadline_for"]
 
 log = logging.getLogger(__name__)
 
 # Cloud Tasks' accepted dispatch_deadline ranges (see shared/CLOUD_TASKS.md).
 _MIN_DISPATCH = 15.0
 _MAX_DISPATCH = {"appengine": 24 * 3600.0 + 15.0, "http": 30 * 60.0}
+# The worker route that sends one webhook delivery (worker/webhooks.py).
+WEBHOOK_PATH = "/tasks/webhook"
 _RETRYABLE = (gexc.ServiceUnavailable, gexc.DeadlineExceeded, gexc.InternalServerError)
 
 
@@ -131,6 +133,7 @@ class TaskQueue:
         headers: Mapping[str, str],
         budget_seconds: float,
         schedule_time: dt.datetime | None = None,
+        path: str | None = None,
     ) -> str:
         """Create the task; an ``ALREADY_EXISTS`` (a retried enqueue) counts as done."""
         name = self.task_name(task_id)
@@ -147,14 +150,14 @@ class TaskQueue:
             task.app_engine_http_request = tasks_v2.AppEngineHttpRequest(
                 http_method=tasks_v2.HttpMethod.POST,
                 app_engine_routing=tasks_v2.AppEngineRouting(service=self.worker_service),
-                relative_uri=self.task_path,
+                relative_uri=path or self.task_path,
                 headers=all_headers,
                 body=envelope.encode(),
             )
         else:
             task.http_request = tasks_v2.HttpRequest(
                 http_method=tasks_v2.HttpMethod.POST,
-                url=self.worker_url + self.task_path,
+                url=self.worker_url + (path or self.task_path),
                 headers=all_headers,
                 body=envelope.encode(),
                 oidc_token=tasks_v2.OidcToken(
@@ -176,6 +179,13 @@ class TaskQueue:
         except gexc.RetryError as e:
             raise EnqueueError(f"Cloud Tasks did not answer within {self.timeout:g}s") from e
         return name
+
+    def enqueue_webhook(self, *, task_id: str, delivery_id: str, headers: Mapping[str, str]) -> str:
+        """Create the task that sends one webhook delivery (the worker signs at send time)."""
+        envelope = TaskEnvelope(delivery_id=delivery_id)
+        return self.enqueue(
+            task_id=task_id, envelope=envelope, headers=headers, budget_seconds=0, path=WEBHOOK_PATH
+        )
 
     def delete(self, task_name: str) -> bool:
         """Delete a task; False when it no longer exists (ran or was deleted already)."""

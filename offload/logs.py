@@ -21,12 +21,13 @@ import logging
 import os
 import sys
 from collections.abc import Iterator, Mapping
-from typing import IO, Any
+from typing import IO, TYPE_CHECKING, Any
 
 import google.cloud.logging_v2
 from google.cloud.logging_v2.handlers import StructuredLogHandler
 
-from offload.settings import Settings
+if TYPE_CHECKING:  # only an annotation: the emulator imports this module without pydantic
+    from offload.settings import Settings
 
 __all__ = [
     "LABELS",

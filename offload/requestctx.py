@@ -132,7 +132,10 @@ def init_app(app: Flask) -> None:
                     "userAgent": request.user_agent.string,
                     "remoteIp": request.remote_addr,
                     "requestSize": str(request.content_length or 0),
-                    "responseSize": str(response.calculate_content_length() or 0),
+                    # A streamed answer (the event stream) is not drained to measure it.
+                    "responseSize": str(
+                        0 if response.is_streamed else (response.calculate_content_length() or 0)
+                    ),
                     "protocol": request.environ.get("SERVER_PROTOCOL"),
                 },
             },

@@ -29,7 +29,7 @@ __all__ = ["ENV_PREFIX", "Settings", "load_settings", "markdown_table"]
 
 ENV_PREFIX = "OFFLOAD_"
 # Values never echoed in an error message.
-_SECRET = frozenset({"database_url", "api_keys"})
+_SECRET = frozenset({"database_url", "api_keys", "webhook_secret"})
 # The environment load_settings reads (a test may pass its own mapping).
 _ENVIRON: ContextVar[Mapping[str, str]] = ContextVar("offload_environ", default=os.environ)
 
@@ -79,6 +79,15 @@ class Settings(BaseSettings):
         ge=1,
         description="`make run`: gunicorn worker processes of worker.",
     )
+    web_threads: int = Field(
+        128,
+        ge=1,
+        description=(
+            "Threads per web process (gthread; `make run` passes it, elsewhere gunicorn's "
+            "--threads sets it): at most three quarters of them wait on events, the rest "
+            "stay for submits."
+        ),
+    )
     web_instances: int = Field(
         1,
         ge=1,
@@ -104,8 +113,9 @@ class Settings(BaseSettings):
         ),
     )
     emulator_data_file: str = Field(
-        "var/emulator-data.json",
-        description="`make run`: where the emulator keeps queues and tasks across restarts.",
+        "var/emulator-data.sqlite3",
+        description="`make run`: the emulator's SQLite database of queues and tasks, written "
+        "before each answer; an old `.json` data file beside it is migrated once.",
     )
     queue_yaml: str = Field(
         "queue.yaml",
@@ -295,6 +305,47 @@ class Settings(BaseSettings):
             "Folder where the demo jobs keep their own records (demo.long's step executions)."
         ),
     )
+    events_poll_seconds: float = Field(
+        0.2,
+        gt=0,
+        description=(
+            "How often each web process looks for new job events while requests wait on them "
+            "(one query per process, whatever the number of waiters)."
+        ),
+    )
+    events_keepalive_seconds: float = Field(
+        15.0,
+        gt=0,
+        description="Seconds between keep-alive comments on an idle event stream.",
+    )
+    stream_max_seconds: float = Field(
+        280.0,
+        gt=0,
+        description=(
+            "Longest an event stream stays open (below the platform's request timeout: "
+            "Cloud Run's default 300 s); the client resumes with Last-Event-ID."
+        ),
+    )
+    webhook_secret: SecretStr = Field(
+        SecretStr(""),
+        description=(
+            "Signing secret of webhooks, `whsec_` + base64 (Standard Webhooks); empty = "
+            "submissions with `notify` are refused. Keep it in Secret Manager."
+        ),
+    )
+    webhook_timeout_seconds: float = Field(
+        10.0,
+        gt=0,
+        description="Time budget of one webhook POST (connect and answer).",
+    )
+    webhook_max_attempts: int = Field(
+        20,
+        ge=1,
+        description=(
+            "Sends of one webhook before it is given up (`failed`); Cloud Tasks spaces them "
+            "with the queue's backoff (queue.yaml's: about 35 minutes for 20)."
+        ),
+    )
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"] = Field(
         "INFO",
         description="Lowest severity logged.",
@@ -340,6 +391,7 @@ class Settings(BaseSettings):
         """The settings under their upper-case keys, for Flask's ``app.config``."""
         values = {name.upper(): getattr(self, name) for name in type(self).model_fields}
         values["DATABASE_URL"] = self.database_url.get_secret_value()
+        values["WEBHOOK_SECRET"] = self.webhook_secret.get_secret_value()
         return values
 
 

@@ -182,7 +182,9 @@ class Stack:
         )
         self.migrated = True
 
-    def start_service(self, name: str, *, processes: int = 2, timeout: int = 60) -> None:
+    def start_service(
+        self, name: str, *, processes: int = 2, timeout: int = 60, threads: int = 128
+    ) -> None:
         if not self.migrated:
             self.migrate()
         url = self.worker_url if name == "worker" else f"http://127.0.0.1:{free_port()}"
@@ -193,6 +195,8 @@ class Stack:
             "--name", name,
             "--bind", url.removeprefix("http://"),
             "--workers", str(processes),
+            # web waits on events in threads (gthread); the worker stays on sync workers.
+            *(["--threads", str(threads)] if name == "web" else []),
             "--timeout", str(timeout),
             f"{name}.main:app",
         ]  # fmt: skip

@@ -7,9 +7,10 @@ from typing import Any
 
 from flask import Flask
 
+from offload import webhook_dispatch
 from offload.enqueue import TaskQueue
-from offload.flaskapp import base_app, get_settings
-from web import api, openapi, security
+from offload.flaskapp import base_app, get_settings, get_store
+from web import api, longpoll, openapi, security, stream
 
 __all__ = ["create_app"]
 
@@ -24,4 +25,7 @@ def create_app(config: Mapping[str, Any] | None = None, *, tasks_client: Any = N
     security.init_app(app)
     app.register_blueprint(api.bp)
     app.register_blueprint(openapi.bp)
+    longpoll.init_app(app)
+    app.register_blueprint(stream.bp)
+    webhook_dispatch.init_app(app, get_store(app), app.extensions["offload.tasks"])
     return app

@@ -21,6 +21,8 @@ from offload.problems import ProblemError, validation_errors
 from offload.registry import JobType, get_registry
 from offload.requestctx import current_request_id, current_trace
 from offload.store import CANCELLED, FAILED, Job, NewJob, utcnow
+from web.longpoll import long_poll, wait_seconds
+from web.notify import notify_url
 from web.schemas import ListQuery, SubmitJob
 from web.security import current_principal
 
@@ -94,7 +96,8 @@ def _validate(body: dict[str, Any]) -> tuple[SubmitJob, JobType, dict[str, Any]]
                     "type": "unknown_job_type",
                 }
             ],
-            f"no job type is called {submit.type!r}",
+            f"no job type is called {submit.type!r}; the job types are: "
+            + ", ".join(sorted(get_registry(current_app).names())),
         )
     try:
         payload = job_type.payload_model.model_validate(submit.payload)
@@ -140,6 +143,7 @@ def submit_job() -> Response:
         delay_seconds=submit.delay_seconds,
         idempotency_key=key,
         request_hash=request_hash if key else None,
+        notify_url=notify_url(submit.notify),
     )
     if not created:
         if job.request_hash != request_hash:
@@ -168,6 +172,7 @@ def _record(
     idempotency_key: str | None = None,
     request_hash: str | None = None,
     resubmit_of: str | None = None,
+    notify_url: str | None = None,
 ) -> tuple[Job, bool]:
     """Store a new queued job for the caller (or find its idempotent twin)."""
     if len(json.dumps(payload)) > get_settings(current_app).max_payload_bytes:
@@ -195,6 +200,7 @@ def _record(
             idempotency_key=idempotency_key,
             request_hash=request_hash,
             resubmit_of=resubmit_of,
+            notify_url=notify_url,
         )
     )
 
@@ -228,7 +234,7 @@ def _enqueue(job: Job) -> None:
         log.info("job %s accepted (%s), task %s created", job.id, job.type, job.task_name)
 
 
-def _visible_job(job_id: str) -> Job:
+def visible_job(job_id: str) -> Job:
     """The job, if the caller may see it; else 404 (existence is not revealed)."""
     job = get_store(current_app).get(job_id) if is_job_id(job_id) else None
     principal = current_principal()
@@ -239,8 +245,10 @@ def _visible_job(job_id: str) -> Job:
 
 @bp.get("/jobs/<job_id>")
 def get_job(job_id: str) -> Response:
-    """The status monitor of one job."""
-    return _job_response(_visible_job(job_id), 200)
+    """The status monitor of one job; with ``?wait=N``, once it finished or after N s."""
+    wait = wait_seconds()
+    job = visible_job(job_id)
+    return _job_response(long_poll(job, wait) if wait else job, 200)
 
 
 @bp.get("/jobs")
@@ -263,7 +271,8 @@ def list_jobs() -> Response:
     next_cursor = page[-1].id if more else None
     return jsonify(
         {
-            "jobs": [j.to_resource() for j in page],
+            # List items leave out the attempt log (it is not read for a page).
+            "jobs": [_list_item(j) for j in page],
             "next_cursor": next_cursor,
             "next": (
                 url_for(
@@ -280,10 +289,16 @@ def list_jobs() -> Response:
     )
 
 
+def _list_item(job: Job) -> dict[str, Any]:
+    item = job.to_resource()
+    del item["attempt_log"], item["steps"]  # not read for a page: GET /jobs/{id} has them
+    return item
+
+
 @bp.delete("/jobs/<job_id>")
 def cancel_job(job_id: str) -> Response:
     """Cancel a job: 204 when it was still queued, 202 when it is running and asked to stop."""
-    outcome = get_store(current_app).cancel(_visible_job(job_id).id)
+    outcome = get_store(current_app).cancel(visible_job(job_id).id)
     if outcome is None:  # deleted by expiry meanwhile
         raise ProblemError.not_found(f"job {job_id}")
     job = outcome.job
@@ -309,7 +324,7 @@ def cancel_job(job_id: str) -> Response:
 @bp.post("/jobs/<job_id>/resubmit")
 def resubmit_job(job_id: str) -> Response:
     """Submit a failed or cancelled job again, as a new job with the same type and payload."""
-    old = _visible_job(job_id)
+    old = visible_job(job_id)
     if old.status not in (FAILED, CANCELLED):
         raise ProblemError(
             409,
@@ -327,6 +342,7 @@ def resubmit_job(job_id: str) -> Response:
         old.payload,
         deadline_seconds=min(old.deadline_seconds, job_type.deadline_seconds),
         resubmit_of=old.id,
+        notify_url=old.notify_url,
     )
     _enqueue(job)
     return _job_response(job, 202)

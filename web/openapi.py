@@ -14,7 +14,8 @@ from pydantic.json_schema import models_json_schema
 
 from offload.registry import JobRegistry, JobType, get_registry
 from offload.store import STATUSES
-from web.schemas import MAX_DELAY_SECONDS, JobPage, JobResource, Problem
+from web.longpoll import MAX_WAIT_SECONDS
+from web.schemas import MAX_DELAY_SECONDS, JobPage, JobResource, Notify, Problem
 
 __all__ = ["bp", "build_spec"]
 
@@ -46,7 +47,8 @@ def _problems(*codes: int) -> dict[str, Any]:
         413: "Body or payload too large",
         415: "Not JSON",
         422: "Validation failed (see errors)",
-        503: "The queue did not accept the job; retry after Retry-After",
+        503: "The queue did not accept the job, or the instance has its share of open "
+        "streams; retry after Retry-After",
     }
     return {
         str(c): {"description": titles[c], "content": _PROBLEM, "headers": _HEADERS} for c in codes
@@ -71,6 +73,20 @@ def _job(description: str, *, location: bool = False) -> dict[str, Any]:
     }
 
 
+_EVENTS_DESCRIPTION = """Server-Sent Events (text/event-stream) of the job's changes, oldest first:
+
+- `status`: `{"status", "reason", "attempts", "cancel_requested"}` (queued, running, ...)
+- `progress`: `{"fraction", "message"}`
+- `attempt`: `{"number", "delivery"}` when an attempt starts, `{"number", "outcome"}` when it ends
+- `finished`: the job resource (as `GET /jobs/{job_id}` answers it); the stream then ends
+
+Every event has an `id:`; reconnect with `Last-Event-ID` to get what came after it, and
+nothing twice. An idle stream carries a `: keep-alive` comment every 15 s, and ends
+after `OFFLOAD_STREAM_MAX_SECONDS` (280 s) so that it ends before the platform cuts it:
+reconnect with `Last-Event-ID`. Behind App Engine standard, which buffers streamed
+answers, the events arrive together when the stream ends: prefer `?wait=` there."""
+
+
 def _submit_branch(jt: JobType, payload_ref: str) -> dict[str, Any]:
     return {
         "type": "object",
@@ -85,6 +101,7 @@ def _submit_branch(jt: JobType, payload_ref: str) -> dict[str, Any]:
                 "exclusiveMinimum": 0,
                 "maximum": jt.deadline_seconds,
             },
+            "notify": {"$ref": _REF.format(model="Notify")},
         },
         # A payload with required fields must be sent; otherwise it defaults to {}.
         "required": ["type", "payload"]
@@ -100,6 +117,7 @@ def build_spec(registry: JobRegistry) -> dict[str, Any]:
     models: list[tuple[type[BaseModel], Any]] = [
         (m, "serialization") for m in (JobResource, JobPage, Problem)
     ]
+    models.append((Notify, "validation"))
     payload_names = {}
     for jt in types:
         models.append((jt.payload_model, "validation"))
@@ -122,8 +140,13 @@ def build_spec(registry: JobRegistry) -> dict[str, Any]:
         "info": {
             "title": "Offload",
             "version": "1",
-            "description": "Submit long jobs, run them on Cloud Tasks, watch them finish. "
-            "Every error is application/problem+json with the request id.",
+            "description": "Submit long jobs, run them on Cloud Tasks, watch them finish: "
+            "poll, long-poll (`GET /jobs/{job_id}?wait=N`), stream "
+            "(`GET /jobs/{job_id}/events`) or be called (`notify.url`, a webhook signed "
+            "as Standard Webhooks says with OFFLOAD_WEBHOOK_SECRET: `webhook-id`, "
+            "`webhook-timestamp`, `webhook-signature`; body `{type: job.succeeded | "
+            "job.failed | job.cancelled, timestamp, data: the job}`). List items leave out "
+            "`attempt_log`. Every error is application/problem+json with the request id.",
         },
         "security": [{"bearerKey": []}, {"apiKeyHeader": []}],
         "paths": {
@@ -192,8 +215,22 @@ def build_spec(registry: JobRegistry) -> dict[str, Any]:
                 "parameters": [_JOB_ID],
                 "get": {
                     "operationId": "get_job",
-                    "summary": "The job's status monitor.",
-                    "responses": {"200": _job("The job."), **_problems(401, 403, 404)},
+                    "summary": "The job's status monitor; with `wait`, a long-poll.",
+                    "parameters": [
+                        {
+                            "name": "wait",
+                            "in": "query",
+                            "required": False,
+                            "description": "Answer once the job has finished (within 0.5 s "
+                            "of it), or after this many seconds with its current state.",
+                            "schema": {
+                                "type": "number",
+                                "minimum": 0,
+                                "maximum": MAX_WAIT_SECONDS,
+                            },
+                        }
+                    ],
+                    "responses": {"200": _job("The job."), **_problems(401, 403, 404, 422)},
                 },
                 "delete": {
                     "operationId": "cancel_job",
@@ -205,6 +242,31 @@ def build_spec(registry: JobRegistry) -> dict[str, Any]:
                         },
                         "202": _job("Running: asked to stop at its next checkpoint."),
                         **_problems(401, 403, 404, 409),
+                    },
+                },
+            },
+            "/jobs/{job_id}/events": {
+                "parameters": [_JOB_ID],
+                "get": {
+                    "operationId": "stream_job_events",
+                    "summary": "The job's events as they happen (Server-Sent Events).",
+                    "description": _EVENTS_DESCRIPTION,
+                    "parameters": [
+                        {
+                            "name": "Last-Event-ID",
+                            "in": "header",
+                            "required": False,
+                            "description": "The id of the last event received.",
+                            "schema": {"type": "string", "pattern": "^[0-9]{1,18}$"},
+                        }
+                    ],
+                    "responses": {
+                        "200": {
+                            "description": "The event stream.",
+                            "headers": _HEADERS,
+                            "content": {"text/event-stream": {"schema": {"type": "string"}}},
+                        },
+                        **_problems(401, 403, 404, 422, 503),
                     },
                 },
             },

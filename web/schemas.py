@@ -8,10 +8,28 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from offload.store import STATUSES
 
-__all__ = ["ListQuery", "SubmitJob"]
+__all__ = ["ListQuery", "Notify", "SubmitJob"]
 
+# http(s), a host name or IPv4 address, an optional port, a path and query (no user, no
+# #fragment, no spaces): what offload.webhooks.check_url accepts (hosted: https only).
+_PORT = r"([1-9][0-9]{0,3}|[1-5][0-9]{4}|6[0-4][0-9]{3}|65[0-4][0-9]{2}|655[0-2][0-9]|6553[0-5])"
+NOTIFY_URL_PATTERN = r"^https?://[A-Za-z0-9-]+(\.[A-Za-z0-9-]+)*(:" + _PORT + r")?([/?][!$-~]*)?$"
 # Cloud Tasks accepts a schedule_time at most 30 days ahead.
 MAX_DELAY_SECONDS = 30 * 24 * 3600
+
+
+class Notify(BaseModel):
+    """Where to POST a signed webhook when the job finishes."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    url: str = Field(
+        min_length=1,
+        max_length=2048,
+        pattern=NOTIFY_URL_PATTERN,
+        description="https URL (http and loopback are allowed only when not hosted); "
+        "hosted, its host must resolve to public addresses only, else 422.",
+    )
 
 
 class SubmitJob(BaseModel):
@@ -26,6 +44,9 @@ class SubmitJob(BaseModel):
     )
     deadline_seconds: float | None = Field(
         default=None, gt=0, description="A tighter time budget than the job type's own."
+    )
+    notify: Notify | None = Field(
+        default=None, description="A webhook to call when the job finishes."
     )
 
 
@@ -83,6 +104,29 @@ class StepResource(BaseModel):
     finished_at: str | None
 
 
+class DeliveryResource(BaseModel):
+    """One webhook delivery of a finished job."""
+
+    id: str = Field(description="the webhook-id header: the same on every retry")
+    event: str = Field(pattern="^job\\.(succeeded|failed|cancelled)$")
+    state: str = Field(
+        description="pending (task not created yet), enqueued (sending, retried with the "
+        "queue's backoff), delivered (2xx), failed (attempts used up or URL refused)"
+    )
+    attempts: int
+    last_status: int | None = Field(description="the receiver's last HTTP status")
+    last_error: str | None
+    created_at: str
+    delivered_at: str | None
+
+
+class NotifyResource(BaseModel):
+    """The job's webhook and its deliveries."""
+
+    url: str
+    deliveries: list[DeliveryResource]
+
+
 class JobResource(BaseModel):
     """A job: the status monitor of ``GET /jobs/{id}``."""
 
@@ -107,11 +151,19 @@ class JobResource(BaseModel):
     created_at: str
     updated_at: str
     scheduled_at: str | None
-    started_at: str | None
+    first_started_at: str | None = Field(description="when the first attempt started")
+    started_at: str | None = Field(description="when the last (or current) attempt started")
     finished_at: str | None
-    attempt_log: list[AttemptResource]
+    notify: NotifyResource | None = Field(description="the submission's webhook, if any")
+    attempt_log: list[AttemptResource] | None = Field(
+        default=None,
+        description="every attempt; left out of the items of GET /jobs (read one job for it)",
+    )
     runs: int = Field(description="how many runs (requests) the job took, continuations too")
-    steps: list[StepResource]
+    steps: list[StepResource] | None = Field(
+        default=None,
+        description="the ctx.step steps; left out of the items of GET /jobs (read one job)",
+    )
     checkpoint_at: str | None = Field(description="when ctx.checkpoint last saved its cursor")
 
 

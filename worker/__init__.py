@@ -7,13 +7,14 @@ from typing import Any
 
 from flask import Flask, Response, jsonify
 
-from offload.enqueue import dispatch_deadline_for
+from offload import webhook_dispatch
+from offload.enqueue import TaskQueue, dispatch_deadline_for
 from offload.errors import ConfigError
-from offload.flaskapp import base_app, get_settings
+from offload.flaskapp import base_app, get_settings, get_store
 from offload.registry import JobType, get_registry
 from offload.settings import Settings
 from offload.slices import slice_seconds
-from worker import cron, tasks
+from worker import cron, tasks, webhooks
 from worker.auth import make_authenticator
 
 __all__ = ["check_timeouts", "create_app"]
@@ -68,6 +69,10 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
     app.extensions["offload.auth"] = make_authenticator(get_settings(app))
     app.register_blueprint(tasks.bp)
     app.register_blueprint(cron.bp)
+    # Finishing a job with a notify URL creates its webhook task (and the task's route).
+    tasks_queue = app.extensions.setdefault("offload.tasks", TaskQueue(get_settings(app)))
+    webhook_dispatch.init_app(app, get_store(app), tasks_queue)
+    app.register_blueprint(webhooks.bp)
 
     @app.get("/healthz")
     def healthz() -> Response:

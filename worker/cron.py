@@ -11,6 +11,7 @@ from offload.flaskapp import get_settings, get_store
 from offload.housekeeping import expire_finished
 from offload.problems import problem_response
 from offload.store import utcnow
+from offload.webhook_dispatch import enqueue_pending
 from worker.auth import OidcAuthenticator, PushAuthenticator
 
 __all__ = ["bp"]
@@ -36,4 +37,6 @@ def expire() -> Response:
     reaped = get_store(current_app).reap(lease_expired_before=cutoff)
     if reaped:
         log.warning("%d jobs whose runner died were left running: failed as interrupted", reaped)
-    return jsonify({"expired": count, "reaped": reaped})
+    # Webhook tasks whose creation failed right after the finish.
+    webhooks = enqueue_pending(get_store(current_app), current_app.extensions["offload.tasks"])
+    return jsonify({"expired": count, "reaped": reaped, "webhooks_enqueued": webhooks})

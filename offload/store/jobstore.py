@@ -11,7 +11,8 @@ from __future__ import annotations
 import datetime as dt
 import logging
 import secrets
-from dataclasses import dataclass
+from collections.abc import Callable
+from dataclasses import dataclass, replace
 from typing import Any
 
 from sqlalchemy import (
@@ -27,6 +28,8 @@ from sqlalchemy.exc import IntegrityError, OperationalError, ProgrammingError, S
 
 from offload.errors import StoreError
 from offload.outcomes import Reason
+from offload.store import deliveries as deliverylog
+from offload.store import events
 from offload.store.durable import DurableStore
 from offload.store.engine import engine_for
 from offload.store.models import (
@@ -80,6 +83,7 @@ class NewJob:
     idempotency_key: str | None = None
     request_hash: str | None = None
     resubmit_of: str | None = None
+    notify_url: str | None = None
 
 
 @dataclass(frozen=True)
@@ -107,6 +111,11 @@ class JobStore(DurableStore):
             self.engine = engine_for(url, pool_size)
         except (SQLAlchemyError, ValueError) as e:
             raise StoreError(f"cannot open job store: {e}") from e
+        self.events = events.EventLog(self.engine)
+        self.deliveries = deliverylog.DeliveryLog(self.engine)
+        # Called with a job id after a transaction that finished that job commits (the
+        # webhook sender enqueues the job's deliveries); see docs/ARCHITECTURE.md.
+        self.on_finish: list[Callable[[str], object]] = []
 
     @property
     def dialect(self) -> str:
@@ -170,10 +179,12 @@ class JobStore(DurableStore):
             "created_at": now,
             "updated_at": now,
             "scheduled_at": new.scheduled_at,
+            "notify_url": new.notify_url,
         }
         try:
             with self.engine.begin() as conn:
                 conn.execute(insert(jobs).values(**values))
+                events.append(conn, new.id, events.STATUS, {"status": QUEUED}, now)
         except IntegrityError:
             if new.idempotency_key is None:
                 raise
@@ -201,7 +212,18 @@ class JobStore(DurableStore):
     def _with_attempts(self, conn: Connection, row: Row[Any]) -> Job:
         params = {"p_id": row._mapping["id"]}
         rows = conn.execute(SELECT_ATTEMPTS, params).all()
-        return job_from_row(row, rows, conn.execute(SELECT_STEPS, params).all())
+        job = job_from_row(row, rows, conn.execute(SELECT_STEPS, params).all())
+        if job.notify_url:
+            job = replace(job, deliveries=deliverylog.for_job(conn, job.id))
+        return job
+
+    def _finished(self, job_id: str) -> None:
+        """Run the on-finish hooks; a failing hook is logged, the finish stands."""
+        for hook in self.on_finish:
+            try:
+                hook(job_id)
+            except Exception:
+                log.exception("on-finish hook failed for job %s", job_id)
 
     def list(
         self,
@@ -228,7 +250,7 @@ class JobStore(DurableStore):
         """
         now = utcnow()
         with self.engine.begin() as conn:
-            conn.execute(
+            changed = conn.execute(
                 update(jobs)
                 .where(jobs.c.id == job_id, jobs.c.status == QUEUED)
                 .values(
@@ -239,7 +261,11 @@ class JobStore(DurableStore):
                     finished_at=now,
                     updated_at=now,
                 )
-            )
+            ).rowcount
+            if changed:
+                events.after_change(conn, job_id, now)
+        if changed:
+            self._finished(job_id)
 
     def cancel(self, job_id: str) -> CancelOutcome | None:
         """Cancel a queued job, or ask a running one to stop; None for an unknown id."""
@@ -263,6 +289,10 @@ class JobStore(DurableStore):
                         .where(jobs.c.id == job_id, jobs.c.status == RUNNING)
                         .values(cancel_requested=True, updated_at=now)
                     ).rowcount
+                if done or asked:
+                    events.after_change(conn, job_id, now)
+            if done:
+                self._finished(job_id)
             job = self.get(job_id)
             if job is None:
                 return None
@@ -302,6 +332,7 @@ class JobStore(DurableStore):
                     INSERT_ATTEMPT,
                     {"job_id": job_id, "number": attempt, "run": run, "started_at": now},
                 )
+                events.claimed(conn, row._mapping, attempt, now)
         if row is not None:
             # UPDATE ... RETURNING gave the claimed row; its attempt log is not needed to run.
             return Claim(True, job_from_row(row), token)
@@ -374,6 +405,9 @@ class JobStore(DurableStore):
                         error=None if attempt_error is None else attempt_error.get("message"),
                     )
                 )
+                events.after_change(conn, job_id, now, attempt_outcome=outcome)
+        if changed and values["status"] in FINISHED:
+            self._finished(job_id)
         return bool(changed)
 
     def fail_unclaimed(self, job_id: str, *, reason: str, error: dict[str, Any]) -> bool:
@@ -399,6 +433,9 @@ class JobStore(DurableStore):
             ).rowcount
             if changed:
                 self._interrupt_open_attempts(conn, job_id, now)
+                events.after_change(conn, job_id, now)
+        if changed:
+            self._finished(job_id)
         return bool(changed)
 
     @staticmethod
@@ -415,17 +452,21 @@ class JobStore(DurableStore):
 
     def set_progress(self, job_id: str, token: str, fraction: float, message: str | None) -> None:
         """Store a running job's progress."""
+        now = utcnow()
         with self.engine.begin() as conn:
-            conn.execute(
+            changed = conn.execute(
                 SET_PROGRESS,
                 {
                     "p_id": job_id,
                     "p_token": token,
                     "p_fraction": fraction,
                     "p_message": message,
-                    "p_now": utcnow(),
+                    "p_now": now,
                 },
-            )
+            ).rowcount
+            if changed:
+                data = {"fraction": fraction, "message": message}
+                events.append(conn, job_id, events.PROGRESS, data, now)
 
     def expire(self, *, finished_before: dt.datetime, batch: int = 1000) -> int:
         """Delete finished jobs (and their attempts) that ended before ``finished_before``.
@@ -449,6 +490,7 @@ class JobStore(DurableStore):
                     return total
                 conn.execute(delete(attempts).where(attempts.c.job_id.in_(ids)))
                 conn.execute(delete(steps).where(steps.c.job_id.in_(ids)))
+                events.delete_for(conn, ids)
                 total += conn.execute(delete(jobs).where(jobs.c.id.in_(ids))).rowcount
 
     def reap(self, *, lease_expired_before: dt.datetime) -> int:
@@ -470,7 +512,7 @@ class JobStore(DurableStore):
                 self._interrupt_open_attempts(conn, job_id, now)
             if not ids:
                 return 0
-            return int(
+            reaped = list(
                 conn.execute(
                     update(jobs)
                     .where(
@@ -490,8 +532,14 @@ class JobStore(DurableStore):
                         lease_token=None,
                         lease_expires_at=None,
                     )
-                ).rowcount
+                    .returning(jobs.c.id)
+                ).scalars()
             )
+            for job_id in reaped:
+                events.after_change(conn, job_id, now)
+        for job_id in reaped:
+            self._finished(job_id)
+        return len(reaped)
 
     def cancel_requested(self, job_id: str) -> bool:
         """Whether a client asked to cancel this job."""

@@ -6,7 +6,7 @@ import datetime as dt
 from dataclasses import dataclass, field
 from typing import Any
 
-__all__ = ["FINISHED", "STATUSES", "Attempt", "Job", "Step"]
+__all__ = ["FINISHED", "STATUSES", "Attempt", "Delivery", "Job", "Step"]
 
 QUEUED = "queued"
 RUNNING = "running"
@@ -43,6 +43,33 @@ class Attempt:
             "finished_at": _iso(self.finished_at),
             "outcome": self.outcome,
             "error": self.error,
+        }
+
+
+@dataclass(frozen=True)
+class Delivery:
+    """One webhook delivery of a finished job."""
+
+    id: str
+    event: str
+    state: str
+    attempts: int
+    last_status: int | None
+    last_error: str | None
+    created_at: dt.datetime
+    delivered_at: dt.datetime | None
+
+    def to_resource(self) -> dict[str, Any]:
+        """The delivery as the API shows it."""
+        return {
+            "id": self.id,
+            "event": self.event,
+            "state": self.state,
+            "attempts": self.attempts,
+            "last_status": self.last_status,
+            "last_error": self.last_error,
+            "created_at": _iso(self.created_at),
+            "delivered_at": _iso(self.delivered_at),
         }
 
 
@@ -98,11 +125,14 @@ class Job:
     started_at: dt.datetime | None
     finished_at: dt.datetime | None
     resubmit_of: str | None = None
+    attempt_log: tuple[Attempt, ...] = field(default=())
+    first_started_at: dt.datetime | None = None
+    notify_url: str | None = None
+    deliveries: tuple[Delivery, ...] = field(default=())
     runs: int = 0
     continuing: bool = False
     spent_seconds: float = 0.0
     checkpoint_at: dt.datetime | None = None
-    attempt_log: tuple[Attempt, ...] = field(default=())
     steps: tuple[Step, ...] = field(default=())
 
     @property
@@ -134,8 +164,17 @@ class Job:
             "created_at": _iso(self.created_at),
             "updated_at": _iso(self.updated_at),
             "scheduled_at": _iso(self.scheduled_at),
+            "first_started_at": _iso(self.first_started_at),
             "started_at": _iso(self.started_at),
             "finished_at": _iso(self.finished_at),
+            "notify": (
+                None
+                if self.notify_url is None
+                else {
+                    "url": self.notify_url,
+                    "deliveries": [d.to_resource() for d in self.deliveries],
+                }
+            ),
             "attempt_log": [a.to_resource() for a in self.attempt_log],
             "runs": self.runs,
             "steps": [s.to_resource() for s in self.steps],

@@ -7,6 +7,7 @@ from typing import Any
 
 from sqlalchemy import (
     JSON,
+    BigInteger,
     Boolean,
     Column,
     DateTime,
@@ -24,12 +25,21 @@ from sqlalchemy import (
     UniqueConstraint,
 )
 
-__all__ = ["SCHEMA_REVISION", "VERSION_TABLE", "attempts", "jobs", "metadata", "steps"]
+__all__ = [
+    "SCHEMA_REVISION",
+    "VERSION_TABLE",
+    "attempts",
+    "deliveries",
+    "events",
+    "jobs",
+    "metadata",
+    "steps",
+]
 
 # The newest migration (offload/store/migrations/versions/): services refuse to serve on
 # a database behind it. Revisions are numbered, so "behind" is a comparison; a test
 # checks that this is the migrations' head and that the tables below match them.
-SCHEMA_REVISION = "0002"
+SCHEMA_REVISION = "0003"
 # Alembic's version table, with the project's prefix (the database may be shared).
 VERSION_TABLE = "offload_schema_version"
 
@@ -90,6 +100,10 @@ jobs = Table(
     Column("started_at", UTCDateTime),
     Column("finished_at", UTCDateTime),
     Column("resubmit_of", String(26)),
+    # When the first attempt started (started_at is the last attempt's start).
+    Column("first_started_at", UTCDateTime),
+    # Where a webhook goes when the job finishes (the submission's notify.url).
+    Column("notify_url", String(2048)),
     # Durable jobs: runs counts every run (continuations too; attempts only those that
     # use an attempt); continuing marks a job waiting for its continuation task, whose
     # claim uses no attempt; spent_seconds is the running time of the current attempt's
@@ -122,6 +136,42 @@ attempts = Table(
     Column("outcome", String(32)),
     Column("error", Text),
     Index("ix_offload_attempts_job_id", "job_id", "number"),
+)
+
+# Every change of a job, in order: what the event stream, long-poll and webhooks read.
+# BIGINT on PostgreSQL; SQLite's auto-increment needs the column to be INTEGER.
+_EVENT_ID = BigInteger().with_variant(Integer, "sqlite")
+events = Table(
+    "offload_events",
+    metadata,
+    Column("id", _EVENT_ID, primary_key=True, autoincrement=True),
+    Column("job_id", String(26), ForeignKey("offload_jobs.id", ondelete="CASCADE"), nullable=False),
+    Column("kind", String(32), nullable=False),
+    Column("data", JSON, nullable=False),
+    Column("created_at", UTCDateTime, nullable=False),
+    # A stream reads one job's events after the last it sent.
+    Index("ix_offload_events_job_id_id", "job_id", "id"),
+)
+
+# One webhook delivery (per finished job with a notify URL): the outbox row written in
+# the finishing transaction, then a Cloud Task that sends it.
+deliveries = Table(
+    "offload_deliveries",
+    metadata,
+    Column("id", String(40), primary_key=True),  # the webhook-id, stable across retries
+    Column("job_id", String(26), ForeignKey("offload_jobs.id", ondelete="CASCADE"), nullable=False),
+    Column("event", String(32), nullable=False),
+    Column("url", String(2048), nullable=False),
+    Column("state", String(16), nullable=False),  # pending, enqueued, delivered, failed
+    Column("attempts", Integer, nullable=False, default=0),
+    Column("last_status", Integer),
+    Column("last_error", String(500)),
+    Column("created_at", UTCDateTime, nullable=False),
+    Column("updated_at", UTCDateTime, nullable=False),
+    Column("delivered_at", UTCDateTime),
+    Index("ix_offload_deliveries_job_id", "job_id"),
+    # The sweep finds deliveries whose task was never created.
+    Index("ix_offload_deliveries_state", "state", "created_at"),
 )
 
 # The steps of durable jobs (ctx.step): a finished step's result is returned by every

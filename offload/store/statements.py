@@ -9,7 +9,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from sqlalchemy import Row, and_, bindparam, case, insert, or_, select, update
+from sqlalchemy import Row, and_, bindparam, case, func, insert, or_, select, update
 
 from offload.store.models import QUEUED, RUNNING, Attempt, Job, Step
 from offload.store.schema import attempts, jobs, steps
@@ -79,6 +79,7 @@ CLAIM = (
         lease_token=bindparam("p_token"),
         lease_expires_at=bindparam("p_until"),
         started_at=bindparam("p_now"),
+        first_started_at=func.coalesce(jobs.c.first_started_at, bindparam("p_now")),
         updated_at=bindparam("p_now"),
     )
     .returning(*jobs.columns)
@@ -154,6 +155,8 @@ def _job_mapping(
         continuing=bool(m["continuing"]),
         spent_seconds=m["spent_seconds"] or 0.0,
         checkpoint_at=m["checkpoint_at"],
+        first_started_at=m["first_started_at"],
+        notify_url=m["notify_url"],
         attempt_log=tuple(
             Attempt(
                 number=a.number,

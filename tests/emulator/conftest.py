@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import itertools
 import json
+import os
 import signal
 import socket
 import subprocess
@@ -61,6 +62,12 @@ class Answer:
     status: int = 200
     headers: dict[str, str] = field(default_factory=dict)
     delay: float = 0.0
+
+
+class _Server(ThreadingHTTPServer):
+    # The default backlog of 5 drops connections when a queue's burst (100) arrives at
+    # once, e.g. every task due after a restart: they would hang until TCP gives up.
+    request_queue_size = 1024
 
 
 class Handler:
@@ -123,7 +130,7 @@ class Handler:
             def do_HEAD(self) -> None:
                 self._any()
 
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), H)
+        self.server = _Server(("127.0.0.1", 0), H)
         self.server.daemon_threads = True
         self.port = self.server.server_address[1]
         self.url = f"http://127.0.0.1:{self.port}"
@@ -183,7 +190,10 @@ class Emulator:
             *args,
         ]  # fmt: skip
         self._out = open(self.out_path, "wb")  # noqa: SIM115 - closed in stop()
-        self.proc = subprocess.Popen(argv, cwd=ROOT, stdout=self._out, stderr=subprocess.STDOUT)
+        # Its own process group, so a test can SIGKILL the whole of it and nothing else.
+        self.proc = subprocess.Popen(
+            argv, cwd=ROOT, stdout=self._out, stderr=subprocess.STDOUT, start_new_session=True
+        )
         self.http = f"http://127.0.0.1:{self.http_port}"
         deadline = time.monotonic() + 20
         while True:
@@ -225,6 +235,15 @@ class Emulator:
         with urllib.request.urlopen(req, timeout=10) as r:
             return json.loads(r.read())
 
+    def kill(self) -> None:
+        """SIGKILL the emulator's process group (a crash: nothing is flushed)."""
+        if hasattr(self, "channel"):
+            self.channel.close()
+        if self.proc.poll() is None:
+            os.killpg(self.proc.pid, signal.SIGKILL)
+        self.proc.wait()
+        self._out.close()
+
     def stop(self, sig: int = signal.SIGTERM) -> int:
         """Stop by PID; the exit code."""
         if hasattr(self, "channel"):
@@ -236,7 +255,8 @@ class Emulator:
             except subprocess.TimeoutExpired:
                 self.proc.kill()
                 self.proc.wait()
-        self._out.close()
+        if not self._out.closed:
+            self._out.close()
         return self.proc.returncode
 
 

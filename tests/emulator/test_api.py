@@ -153,11 +153,6 @@ def test_pause_resume_purge_report_state(
     assert handler.requests(path) == []
 
 
-def test_iam_methods_are_unimplemented(emulator: Emulator) -> None:
-    with pytest.raises(exceptions.MethodNotImplemented):
-        emulator.client.get_iam_policy(resource=f"{PARENT}/queues/x")
-
-
 def test_task_id_rules(
     emulator: Emulator, make_queue: Callable[..., str], handler: Handler
 ) -> None:

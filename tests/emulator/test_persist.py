@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import base64
 import datetime as dt
 import json
 import signal
+import time
 import urllib.request
 from collections.abc import Callable
 from pathlib import Path
@@ -36,7 +38,7 @@ queue:
 def test_restart_with_the_data_file_keeps_queues_tasks_tombstones_and_key(
     start_emulator: Callable[..., Emulator], handler: Handler, tmp_path: Path
 ) -> None:
-    data = tmp_path / "data" / "emulator.json"
+    data = tmp_path / "data" / "emulator.sqlite3"
     emu = start_emulator("--data-file", str(data))
     queue = f"{PARENT}/queues/kept"
     emu.client.create_queue(parent=PARENT, queue=tasks_v2.Queue(name=queue))
@@ -53,8 +55,7 @@ def test_restart_with_the_data_file_keeps_queues_tasks_tombstones_and_key(
     emu.client.delete_task(name=f"{queue}/tasks/t0")
     certs_before = _certs(emu)
     assert emu.stop() == 0
-    saved = json.loads(data.read_text())
-    assert saved["version"] == 1
+    assert data.read_bytes().startswith(b"SQLite format 3\x00")
 
     again = start_emulator("--data-file", str(data))
     assert again.client.get_queue(name=queue).state == tasks_v2.Queue.State.PAUSED
@@ -77,6 +78,72 @@ def _certs(emu: Emulator) -> dict[str, str]:
     with urllib.request.urlopen(f"{emu.http}/oauth2/v1/certs", timeout=5) as r:
         certs: dict[str, str] = json.loads(r.read())
         return certs
+
+
+def test_an_old_json_data_file_is_migrated_once(
+    start_emulator: Callable[..., Emulator], handler: Handler, tmp_path: Path
+) -> None:
+    queue = f"{PARENT}/queues/old"
+    qpb = tasks_v2.Queue.pb(tasks_v2.Queue(name=queue, state=tasks_v2.Queue.State.PAUSED))
+    task = tasks_v2.Task(
+        name=f"{queue}/tasks/kept",
+        http_request=tasks_v2.HttpRequest(url=handler.url + "/old", body=b"old"),
+    )
+    tpb = tasks_v2.Task.pb(task)
+    b64 = lambda m: base64.b64encode(m.SerializeToString()).decode()  # noqa: E731
+    old = {
+        "version": 1,
+        "seq": 1,
+        "oidc_key_pem": "",
+        "queues": [
+            {
+                "pb": b64(qpb),
+                "origin": "api",
+                "tombstones": [["done", time.time() + 3600]],
+                "tasks": [[b64(tpb), 1, 0, None, "", 0.0]],
+            }
+        ],
+        "queue_tombstones": {},
+    }
+    (tmp_path / "emulator-data.json").write_text(json.dumps(old))
+    emu = start_emulator("--data-file", str(tmp_path / "emulator-data.json"))
+    assert emu.client.get_queue(name=queue).state == tasks_v2.Queue.State.PAUSED
+    got = emu.client.get_task(
+        request=tasks_v2.GetTaskRequest(
+            name=f"{queue}/tasks/kept", response_view=tasks_v2.Task.View.FULL
+        )
+    )
+    assert got.http_request.body == b"old"
+    with pytest.raises(exceptions.NotFound) as e:
+        emu.client.get_task(name=f"{queue}/tasks/done")
+    assert "existed recently" in e.value.message
+    assert emu.stop() == 0
+    assert (tmp_path / "emulator-data.json.migrated").exists()
+    assert not (tmp_path / "emulator-data.json").exists()
+    again = start_emulator("--data-file", str(tmp_path / "emulator-data.sqlite3"))
+    assert [t.name for t in again.client.list_tasks(parent=queue)] == [got.name]
+
+
+def test_a_damaged_database_is_refused_with_a_message(tmp_path: Path, handler: Handler) -> None:
+    (tmp_path / "data.sqlite3").write_bytes(b"this is not a database" * 100)
+    refused(tmp_path, handler, ["--data-file", str(tmp_path / "data.sqlite3")], "bad data file")
+
+
+def test_the_log_file_rotates_at_the_configured_size(
+    start_emulator: Callable[..., Emulator], tmp_path: Path
+) -> None:
+    logs = tmp_path / "log"
+    emu = start_emulator("--log-dir", str(logs), "--log-file-max-bytes", "2000")
+    queue = f"{PARENT}/queues/logs"
+    emu.client.create_queue(parent=PARENT, queue=tasks_v2.Queue(name=queue))
+    emu.client.pause_queue(name=queue)
+    for _ in range(20):
+        emu.client.create_task(
+            parent=queue, task=tasks_v2.Task(http_request=tasks_v2.HttpRequest(url="http://x/"))
+        )
+    assert emu.stop() == 0
+    assert (logs / "emulator.log.1").exists()
+    assert (logs / "emulator.log").stat().st_size <= 2000 + 1000
 
 
 def test_sigint_stops_cleanly(start_emulator: Callable[..., Emulator]) -> None:

@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import json
 import time
+import urllib.request
 from collections.abc import Callable
+from pathlib import Path
 
 import pytest
 from google.api_core import exceptions
@@ -117,3 +120,14 @@ def test_tombstone_seconds_zero_disables_deduplication_after_completion(
     emu.client.create_task(parent=queue, task=task)
     emu.client.delete_task(name=task.name)
     emu.client.create_task(parent=queue, task=task)
+
+
+def test_name_windows_default_to_the_reference_4_hours_and_9_days(
+    start_emulator: Callable[..., Emulator], tmp_path: Path
+) -> None:
+    (tmp_path / "queue.yaml").write_text("queue:\n- name: from-yaml\n")
+    emu = start_emulator("--queue-yaml", str(tmp_path / "queue.yaml"))
+    emu.client.create_queue(parent=PARENT, queue=tasks_v2.Queue(name=f"{PARENT}/queues/from-api"))
+    with urllib.request.urlopen(f"{emu.http}/admin/queues", timeout=10) as r:
+        windows = {q["name"].rsplit("/", 1)[1]: q["tombstone_seconds"] for q in json.load(r)}
+    assert windows == {"from-yaml": 9 * 24 * 3600, "from-api": 4 * 3600}
