@@ -155,6 +155,8 @@ def _job_mapping(
         continuing=bool(m["continuing"]),
         spent_seconds=m["spent_seconds"] or 0.0,
         checkpoint_at=m["checkpoint_at"],
+        wakeup=m["wakeup"],
+        wakeup_number=m["wakeup_number"] or 0,
         first_started_at=m["first_started_at"],
         notify_url=m["notify_url"],
         attempt_log=tuple(
