@@ -264,11 +264,21 @@ class Settings(BaseSettings):
             "Where the worker fetches the keys that sign push tokens (the emulator serves its own)."
         ),
     )
+    slice_seconds: float = Field(
+        540.0,
+        gt=0,
+        description=(
+            "Longest run of a job in one request; a longer job continues in a new request. "
+            "540 fits App Engine automatic scaling (600 s), Cloud Run and HTTP targets "
+            "(30 min). Set the same value in web and worker."
+        ),
+    )
     worker_timeout_seconds: int = Field(
-        660,
+        560,
         ge=1,
         description=(
-            "gunicorn --timeout of the worker: the hard limit of one request, past every budget."
+            "gunicorn --timeout of the worker (gunicorn.conf.py reads it from gunicorn; "
+            "`make run` passes slice + dispatch margin + 5): the hard limit of one request."
         ),
     )
     platform_timeout_seconds: int = Field(
@@ -341,6 +351,12 @@ class Settings(BaseSettings):
         description=(
             "The worker's cron route fails a job still `running` this long after its runner's "
             "lease ran out (Cloud Tasks stopped retrying it)."
+        ),
+    )
+    demo_dir: str = Field(
+        "var/demo",
+        description=(
+            "Folder where the demo jobs keep their own records (demo.long's step executions)."
         ),
     )
     events_poll_seconds: float = Field(
