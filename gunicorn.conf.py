@@ -37,3 +37,11 @@ def on_starting(server):  # type: ignore[no-untyped-def]
     if server.cfg.proc_name == "web":
         # web keeps a share of its threads free of waiters (long-polls, event streams).
         os.environ["OFFLOAD_WEB_THREADS"] = str(server.cfg.threads)
+
+
+def post_worker_init(worker):  # type: ignore[no-untyped-def]
+    """In the worker: on SIGTERM (an instance stopping), running jobs hand over early."""
+    if worker.cfg.proc_name == "worker":
+        from offload import draining
+
+        draining.install()

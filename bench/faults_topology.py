@@ -51,15 +51,16 @@ from bench.faults import (
     _wait,
     log,
 )
+from offload.slices import LEASE_MARGIN_SECONDS
 from tests.processes import LASTING_QUEUE_YAML, LOCATION, PROJECT, QUEUE, Proc, Stack
 
 __all__ = ["TopologyFigures", "run_topology", "topology_table"]
 
 INSTANCES = 2
 # fault.mark's dispatch deadline is 45 s (30 s budget + margin): the worker's timeout
-# must exceed it, and a killed run's lease is that timeout + 5 s.
+# must exceed it, and a killed run's lease is that timeout plus the lease margin.
 WORKER_TIMEOUT = 46
-LEASE_SECONDS = WORKER_TIMEOUT + 5
+LEASE_SECONDS = WORKER_TIMEOUT + LEASE_MARGIN_SECONDS
 
 
 @dataclass

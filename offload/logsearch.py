@@ -18,6 +18,7 @@ import time
 from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
+from offload.errors import OffloadError
 from offload.ids import is_job_id
 from offload.logs import LABELS, TRACE, parse_line
 from offload.requestctx import is_valid_request_id
@@ -26,12 +27,14 @@ from offload.termsafe import escape
 
 __all__ = [
     "LocalTail",
+    "LogSearchError",
     "add_arguments",
     "build_filter",
     "cloud_entries",
     "format_entry",
     "main",
     "parse_since",
+    "request_entries",
 ]
 
 CLOUD_DEFAULT_SINCE = "1d"
@@ -195,6 +198,41 @@ def format_entry(entry: dict[str, Any]) -> str:
 
 def _by_time(entries: list[dict[str, Any]], key: str) -> list[dict[str, Any]]:
     return sorted(entries, key=lambda e: str(e.get(key, "")))
+
+
+class LogSearchError(OffloadError):
+    """The logs could not be searched (no credentials, Cloud Logging refused the query)."""
+
+
+def request_entries(
+    request_id: str,
+    *,
+    log_dir: str = "",
+    project: str = "",
+    since: dt.datetime | None = None,
+    client: Any = None,
+) -> list[dict[str, Any]]:
+    """One request's entries, oldest first, in the local shape (for :func:`format_entry`).
+
+    From Cloud Logging of ``project`` when one is given (``since`` defaults to a day
+    back), else from the local files in ``log_dir``. The console's search, and the same
+    code as ``offload logs`` without ``--follow``.
+    """
+    from google.api_core.exceptions import GoogleAPICallError
+    from google.auth.exceptions import DefaultCredentialsError, GoogleAuthError
+
+    if project:
+        bound = since or dt.datetime.now(dt.UTC) - dt.timedelta(days=1)
+        try:
+            raw = cloud_entries(client or _make_client(project), request_id, bound)
+        except DefaultCredentialsError:
+            raise LogSearchError(_NO_CREDENTIALS) from None
+        except (GoogleAuthError, GoogleAPICallError) as e:
+            raise LogSearchError(f"cannot read Cloud Logging of {project}: {e}") from e
+        return [_from_cloud(r) for r in _by_time(raw, "timestamp")]
+    floor = rfc3339(since) if since else ""
+    entries = _by_time(LocalTail(log_dir, request_id).poll(), "time")
+    return [e for e in entries if str(e.get("time", "")) >= floor]
 
 
 def _make_client(project: str) -> Any:

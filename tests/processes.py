@@ -298,15 +298,20 @@ def make_stack(
 ) -> Stack:
     """Start emulator, worker(s) and web(s) on free loopback ports."""
     tmp.mkdir(parents=True, exist_ok=True)
+    margin = float((env or {}).get("OFFLOAD_DISPATCH_MARGIN_SECONDS", 15))
     base_env = {
         "OFFLOAD_PROJECT_ID": PROJECT,
         "OFFLOAD_LOCATION": LOCATION,
         "OFFLOAD_QUEUE": QUEUE,
         "OFFLOAD_DATABASE_URL": f"sqlite:///{tmp / 'offload.db'}",
         "OFFLOAD_LOG_DIR": str(tmp / "log"),
+        "OFFLOAD_CONSOLE_SECRET_KEY_FILE": str(tmp / "console-secret-key"),
         "OFFLOAD_PROGRESS_INTERVAL_SECONDS": "0.2",
         "OFFLOAD_PLATFORM_TIMEOUT_SECONDS": "600",
         "OFFLOAD_JOB_MODULES": "jobs,tests.testjobs",
+        # The slice follows gunicorn's timeout, as `make run` does the other way round.
+        "OFFLOAD_SLICE_SECONDS": str(max(1.0, worker_timeout - margin - 5)),
+        "OFFLOAD_DEMO_DIR": str(tmp / "demo"),
         **(env or {}),
     }
     stack = Stack(tmp=tmp, env=base_env)

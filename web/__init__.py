@@ -11,7 +11,7 @@ from offload import readiness, webhook_dispatch
 from offload.enqueue import TaskQueue
 from offload.flaskapp import base_app, get_settings, get_store
 from offload.readiness import Probe, store_check, tasks_check
-from web import api, longpoll, openapi, security, stream
+from web import api, console, longpoll, openapi, security, stream
 
 __all__ = ["create_app"]
 
@@ -36,4 +36,5 @@ def create_app(config: Mapping[str, Any] | None = None, *, tasks_client: Any = N
     longpoll.init_app(app)
     app.register_blueprint(stream.bp)
     webhook_dispatch.init_app(app, get_store(app), app.extensions["offload.tasks"])
+    console.init_app(app)
     return app

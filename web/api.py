@@ -332,7 +332,7 @@ def list_jobs() -> Response:
 
 def _list_item(job: Job) -> dict[str, Any]:
     item = job.to_resource()
-    del item["attempt_log"]
+    del item["attempt_log"], item["steps"]  # not read for a page: GET /jobs/{id} has them
     return item
 
 

@@ -108,6 +108,10 @@ class ApiKeyAuth:
             )
         return found
 
+    def knows(self, principal: Principal) -> bool:
+        """Whether a key of this principal, with this role, is still configured."""
+        return any(p == principal for _, p in self._keys)
+
 
 def _jwk_set(body: Any) -> dict[str, Any]:
     """IAP's JWK set as public keys by key id."""
