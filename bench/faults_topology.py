@@ -106,6 +106,8 @@ class TopologyHarness(Harness):
             "OFFLOAD_PLATFORM_TIMEOUT_SECONDS": "3600",
             "OFFLOAD_JOB_MODULES": "jobs,bench.faultjobs",
             "OFFLOAD_WORKER_TIMEOUT_SECONDS": str(WORKER_TIMEOUT),
+            # Long jobs (demo.long) run in slices of 30 s, so every dispatch fits the timeout.
+            "OFFLOAD_SLICE_SECONDS": "30",
             MARKS_VARIABLE: str(self.marks),
         }
         self.stack = Stack(tmp=tmp, env=env)
