@@ -40,6 +40,9 @@ from bench.faultjobs import MARKS_VARIABLE
 from bench.faults import (
     FINISHED,
     HEADER,
+    LEASE,
+    SLICE_SECONDS,
+    WORKER_TIMEOUT,
     Figures,
     Harness,
     Scale,
@@ -51,16 +54,11 @@ from bench.faults import (
     _wait,
     log,
 )
-from offload.slices import LEASE_MARGIN_SECONDS
 from tests.processes import LASTING_QUEUE_YAML, LOCATION, PROJECT, QUEUE, Proc, Stack
 
 __all__ = ["TopologyFigures", "run_topology", "topology_table"]
 
 INSTANCES = 2
-# fault.mark's dispatch deadline is 45 s (30 s budget + margin): the worker's timeout
-# must exceed it, and a killed run's lease is that timeout plus the lease margin.
-WORKER_TIMEOUT = 46
-LEASE_SECONDS = WORKER_TIMEOUT + LEASE_MARGIN_SECONDS
 
 
 @dataclass
@@ -107,7 +105,7 @@ class TopologyHarness(Harness):
             "OFFLOAD_JOB_MODULES": "jobs,bench.faultjobs",
             "OFFLOAD_WORKER_TIMEOUT_SECONDS": str(WORKER_TIMEOUT),
             # Long jobs (demo.long) run in slices of 30 s, so every dispatch fits the timeout.
-            "OFFLOAD_SLICE_SECONDS": "30",
+            "OFFLOAD_SLICE_SECONDS": str(SLICE_SECONDS),
             MARKS_VARIABLE: str(self.marks),
         }
         self.stack = Stack(tmp=tmp, env=env)
@@ -190,7 +188,7 @@ def _account_topology(
     h: TopologyHarness, fig: TopologyFigures, subs: list[Submission], fault_end: float, s: Scale
 ) -> TopologyFigures:
     # A run killed with its instance holds its lease to the end: the bound allows for it.
-    _account(h, fig, subs, fault_end, max(s.bound_seconds, LEASE_SECONDS + 30))
+    _account(h, fig, subs, fault_end, max(s.bound_seconds, LEASE + 30))
     if fig.unfinished:
         fig.stranded = h.stranded({x.job_id for x in subs if x.job_id})
     return fig
