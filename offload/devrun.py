@@ -18,6 +18,7 @@ from typing import IO
 
 from offload.logs import parse_line
 from offload.settings import Settings
+from offload.slices import worker_timeout_for
 
 __all__ = ["ProcessSpec", "Supervisor", "local_processes", "render_line"]
 
@@ -126,7 +127,9 @@ def local_processes(settings: Settings) -> list[ProcessSpec]:
                 name,
                 bind,
                 settings.worker_processes,
-                settings.worker_timeout_seconds,
+                # gunicorn's timeout follows the slice, so the lease (and the recovery
+                # of a killed run) is about one slice, not a fixed 11 minutes.
+                worker_timeout_for(settings),
                 "worker.main:app",
                 shared_env,
             )

@@ -94,6 +94,8 @@ class TaskQueue:
         self.audience = settings.oidc_audience or self.worker_url
         self.timeout = settings.enqueue_timeout_seconds
         self.margin = settings.dispatch_margin_seconds
+        # A run lasts at most one slice however long the job's budget: so does a dispatch.
+        self.slice = settings.slice_seconds
         if self.target == "http" and not (self.worker_url and self.service_account):
             raise ConfigError(
                 "HTTP targets need OFFLOAD_WORKER_URL and OFFLOAD_TASK_SERVICE_ACCOUNT"
@@ -139,7 +141,9 @@ class TaskQueue:
         task = tasks_v2.Task(
             name=name,
             dispatch_deadline=duration_pb2.Duration(
-                seconds=int(dispatch_deadline_for(budget_seconds, self.margin, self.target))
+                seconds=int(
+                    dispatch_deadline_for(min(budget_seconds, self.slice), self.margin, self.target)
+                )
             ),
         )
         if self.target == "appengine":

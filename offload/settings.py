@@ -210,11 +210,21 @@ class Settings(BaseSettings):
             "Where the worker fetches the keys that sign push tokens (the emulator serves its own)."
         ),
     )
+    slice_seconds: float = Field(
+        540.0,
+        gt=0,
+        description=(
+            "Longest run of a job in one request; a longer job continues in a new request. "
+            "540 fits App Engine automatic scaling (600 s), Cloud Run and HTTP targets "
+            "(30 min). Set the same value in web and worker."
+        ),
+    )
     worker_timeout_seconds: int = Field(
-        660,
+        560,
         ge=1,
         description=(
-            "gunicorn --timeout of the worker: the hard limit of one request, past every budget."
+            "gunicorn --timeout of the worker (gunicorn.conf.py reads it from gunicorn; "
+            "`make run` passes slice + dispatch margin + 5): the hard limit of one request."
         ),
     )
     platform_timeout_seconds: int = Field(
@@ -289,6 +299,7 @@ class Settings(BaseSettings):
             "lease ran out (Cloud Tasks stopped retrying it)."
         ),
     )
+<<<<<<< HEAD
     events_poll_seconds: float = Field(
         0.2,
         gt=0,
@@ -328,6 +339,12 @@ class Settings(BaseSettings):
         description=(
             "Sends of one webhook before it is given up (`failed`); Cloud Tasks spaces them "
             "with the queue's backoff (queue.yaml's: about 35 minutes for 20)."
+=======
+    demo_dir: str = Field(
+        "var/demo",
+        description=(
+            "Folder where the demo jobs keep their own records (demo.long's step executions)."
+>>>>>>> durable
         ),
     )
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"] = Field(

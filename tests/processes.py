@@ -222,6 +222,7 @@ def make_stack(
 ) -> Stack:
     """Start emulator, worker and web on free loopback ports."""
     tmp.mkdir(parents=True, exist_ok=True)
+    margin = float((env or {}).get("OFFLOAD_DISPATCH_MARGIN_SECONDS", 15))
     base_env = {
         "OFFLOAD_PROJECT_ID": PROJECT,
         "OFFLOAD_LOCATION": LOCATION,
@@ -231,6 +232,9 @@ def make_stack(
         "OFFLOAD_PROGRESS_INTERVAL_SECONDS": "0.2",
         "OFFLOAD_PLATFORM_TIMEOUT_SECONDS": "600",
         "OFFLOAD_JOB_MODULES": "jobs,tests.testjobs",
+        # The slice follows gunicorn's timeout, as `make run` does the other way round.
+        "OFFLOAD_SLICE_SECONDS": str(max(1.0, worker_timeout - margin - 5)),
+        "OFFLOAD_DEMO_DIR": str(tmp / "demo"),
         **(env or {}),
     }
     stack = Stack(tmp=tmp, env=base_env)

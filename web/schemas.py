@@ -80,18 +80,21 @@ class Progress(BaseModel):
 
 
 class AttemptResource(BaseModel):
-    """One delivery that ran."""
+    """One run of the job (a delivery that ran it)."""
 
-    number: int
+    number: int = Field(description="the delivery's number: its task's retry count + 1")
+    run: int | None = Field(description="the job's run counter, continuations included")
     started_at: str
     finished_at: str | None
     outcome: str | None = Field(
-        description="succeeded, transient_error, error, deadline_exceeded, permanent_error, "
-        "cancelled, invalid_payload, invalid_result, interrupted; null while running"
+        description="succeeded, continued (its slice was spent: the job goes on in a new "
+        "run), transient_error, error, deadline_exceeded, permanent_error, cancelled, "
+        "invalid_payload, invalid_result, interrupted; null while running"
     )
     error: str | None
 
 
+<<<<<<< HEAD
 class DeliveryResource(BaseModel):
     """One webhook delivery of a finished job."""
 
@@ -113,6 +116,16 @@ class NotifyResource(BaseModel):
 
     url: str
     deliveries: list[DeliveryResource]
+=======
+class StepResource(BaseModel):
+    """One ``ctx.step`` of a durable job."""
+
+    name: str
+    status: str = Field(pattern="^(running|finished|failed)$")
+    run: int = Field(description="the run that last started it")
+    started_at: str
+    finished_at: str | None
+>>>>>>> durable
 
 
 class JobResource(BaseModel):
@@ -122,7 +135,7 @@ class JobResource(BaseModel):
     type: str
     status: str = Field(pattern="^(" + "|".join(STATUSES) + ")$")
     reason: str | None = Field(
-        description="why it ended or was requeued: deadline_exceeded, permanent_error, "
+        description="why it ended or was requeued: continued, deadline_exceeded, permanent_error, "
         "transient_error, error, max_attempts_exceeded, invalid_payload, unknown_job_type, "
         "enqueue_failed, cancelled_by_client ..."
     )
@@ -142,11 +155,18 @@ class JobResource(BaseModel):
     first_started_at: str | None = Field(description="when the first attempt started")
     started_at: str | None = Field(description="when the last (or current) attempt started")
     finished_at: str | None
+<<<<<<< HEAD
     notify: NotifyResource | None = Field(description="the submission's webhook, if any")
     attempt_log: list[AttemptResource] | None = Field(
         default=None,
         description="every attempt; left out of the items of GET /jobs (read one job for it)",
     )
+=======
+    attempt_log: list[AttemptResource]
+    runs: int = Field(description="how many runs (requests) the job took, continuations too")
+    steps: list[StepResource]
+    checkpoint_at: str | None = Field(description="when ctx.checkpoint last saved its cursor")
+>>>>>>> durable
 
 
 class JobPage(BaseModel):

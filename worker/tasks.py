@@ -7,13 +7,15 @@ import re
 
 from flask import Blueprint, Response, current_app, request
 
-from offload.enqueue import TaskEnvelope
+from offload.enqueue import TaskEnvelope, TaskQueue
 from offload.errors import EnvelopeError
 from offload.flaskapp import get_settings, get_store, no_content
 from offload.logs import log_context
 from offload.problems import problem_response
 from offload.registry import get_registry
+from offload.requestctx import current_trace
 from worker.auth import PushAuthenticator
+from worker.continuation import TaskContinuer
 from worker.runner import Delivery, run_delivery
 
 __all__ = ["bp"]
@@ -27,6 +29,14 @@ _TASK_NAME = re.compile(r"^[A-Za-z0-9_-]{1,500}$")
 def _authenticator() -> PushAuthenticator:
     auth: PushAuthenticator = current_app.extensions["offload.auth"]
     return auth
+
+
+def get_tasks() -> TaskQueue:
+    """The worker's Cloud Tasks client, made on first use (for continuation tasks)."""
+    tasks: TaskQueue | None = current_app.extensions.get("offload.tasks")
+    if tasks is None:
+        tasks = current_app.extensions["offload.tasks"] = TaskQueue(get_settings(current_app))
+    return tasks
 
 
 def _task_header(target: str, name: str) -> str:
@@ -67,13 +77,14 @@ def run_task() -> Response:
                 get_settings(current_app),
                 get_registry(current_app),
                 Delivery(job_id, attempt),
+                TaskContinuer(get_tasks, current_trace().traceparent()),
             )
             if not outcome.retry:
                 return no_content()
             log.info("asking Cloud Tasks to retry: %s", outcome.summary)
             if auth.target == "http":
                 # HTTP targets: 503 slows the queue and Retry-After is honoured.
-                retry_after = str(min(2**attempt, 60))
+                retry_after = str(outcome.retry_after or min(2**attempt, 60))
                 return problem_response(
                     503,
                     "Retry Later",

@@ -27,8 +27,13 @@ from sqlalchemy import (
 from sqlalchemy.exc import IntegrityError, OperationalError, ProgrammingError, SQLAlchemyError
 
 from offload.errors import StoreError
+<<<<<<< HEAD
 from offload.store import deliveries as deliverylog
 from offload.store import events
+=======
+from offload.outcomes import Reason
+from offload.store.durable import DurableStore
+>>>>>>> durable
 from offload.store.engine import engine_for
 from offload.store.models import (
     CANCELLED,
@@ -38,7 +43,7 @@ from offload.store.models import (
     RUNNING,
     Job,
 )
-from offload.store.schema import SCHEMA_REVISION, VERSION_TABLE, attempts, jobs
+from offload.store.schema import SCHEMA_REVISION, VERSION_TABLE, attempts, jobs, steps
 from offload.store.statements import (
     CLAIM,
     INSERT_ATTEMPT,
@@ -46,6 +51,7 @@ from offload.store.statements import (
     SELECT_CANCEL,
     SELECT_JOB,
     SELECT_JOB_BY_KEY,
+    SELECT_STEPS,
     SET_PROGRESS,
     job_from_row,
     job_from_values,
@@ -100,8 +106,8 @@ class CancelOutcome:
     job: Job
 
 
-class JobStore:
-    """Jobs and their attempts in SQLite or PostgreSQL."""
+class JobStore(DurableStore):
+    """Jobs, their attempts and steps in SQLite or PostgreSQL."""
 
     def __init__(self, url: str, *, pool_size: int = 5) -> None:
         try:
@@ -207,6 +213,7 @@ class JobStore:
             return self._with_attempts(conn, row) if with_attempts else job_from_row(row)
 
     def _with_attempts(self, conn: Connection, row: Row[Any]) -> Job:
+<<<<<<< HEAD
         rows = conn.execute(SELECT_ATTEMPTS, {"p_id": row._mapping["id"]}).all()
         job = job_from_row(row, rows)
         if job.notify_url:
@@ -220,6 +227,11 @@ class JobStore:
                 hook(job_id)
             except Exception:
                 log.exception("on-finish hook failed for job %s", job_id)
+=======
+        params = {"p_id": row._mapping["id"]}
+        rows = conn.execute(SELECT_ATTEMPTS, params).all()
+        return job_from_row(row, rows, conn.execute(SELECT_STEPS, params).all())
+>>>>>>> durable
 
     def list(
         self,
@@ -321,10 +333,12 @@ class JobStore:
                 },
             ).first()
             if row is not None:
-                if row._mapping["attempts"] > 1:  # a first run has no earlier attempt open
+                run = row._mapping["runs"]
+                if run > 1:  # a first run has no earlier attempt open
                     self._interrupt_open_attempts(conn, job_id, now)
                 conn.execute(
-                    INSERT_ATTEMPT, {"job_id": job_id, "number": attempt, "started_at": now}
+                    INSERT_ATTEMPT,
+                    {"job_id": job_id, "number": attempt, "run": run, "started_at": now},
                 )
                 events.claimed(conn, row._mapping, attempt, now)
         if row is not None:
@@ -439,7 +453,7 @@ class JobStore:
             .where(attempts.c.job_id == job_id, attempts.c.finished_at.is_(None))
             .values(
                 finished_at=now,
-                outcome="interrupted",
+                outcome=Reason.INTERRUPTED,
                 error="the runner stopped without answering (killed or timed out)",
             )
         )
@@ -483,7 +497,11 @@ class JobStore:
                 if not ids:
                     return total
                 conn.execute(delete(attempts).where(attempts.c.job_id.in_(ids)))
+<<<<<<< HEAD
                 events.delete_for(conn, ids)
+=======
+                conn.execute(delete(steps).where(steps.c.job_id.in_(ids)))
+>>>>>>> durable
                 total += conn.execute(delete(jobs).where(jobs.c.id.in_(ids))).rowcount
 
     def reap(self, *, lease_expired_before: dt.datetime) -> int:

@@ -6,7 +6,11 @@ import datetime as dt
 from dataclasses import dataclass, field
 from typing import Any
 
+<<<<<<< HEAD
 __all__ = ["FINISHED", "STATUSES", "Attempt", "Delivery", "Job"]
+=======
+__all__ = ["FINISHED", "STATUSES", "Attempt", "Job", "Step"]
+>>>>>>> durable
 
 QUEUED = "queued"
 RUNNING = "running"
@@ -32,11 +36,13 @@ class Attempt:
     finished_at: dt.datetime | None
     outcome: str | None
     error: str | None
+    run: int | None = None  # the job's run counter (continuations included); None before
 
     def to_resource(self) -> dict[str, Any]:
         """The attempt as the API shows it."""
         return {
             "number": self.number,
+            "run": self.run,
             "started_at": _iso(self.started_at),
             "finished_at": _iso(self.finished_at),
             "outcome": self.outcome,
@@ -45,6 +51,7 @@ class Attempt:
 
 
 @dataclass(frozen=True)
+<<<<<<< HEAD
 class Delivery:
     """One webhook delivery of a finished job."""
 
@@ -68,6 +75,25 @@ class Delivery:
             "last_error": self.last_error,
             "created_at": _iso(self.created_at),
             "delivered_at": _iso(self.delivered_at),
+=======
+class Step:
+    """One ``ctx.step`` of a durable job: ``running``, ``finished`` or ``failed``."""
+
+    name: str
+    status: str
+    run: int
+    started_at: dt.datetime
+    finished_at: dt.datetime | None
+
+    def to_resource(self) -> dict[str, Any]:
+        """The step as the API shows it (its result stays in the store)."""
+        return {
+            "name": self.name,
+            "status": self.status,
+            "run": self.run,
+            "started_at": _iso(self.started_at),
+            "finished_at": _iso(self.finished_at),
+>>>>>>> durable
         }
 
 
@@ -102,10 +128,18 @@ class Job:
     started_at: dt.datetime | None
     finished_at: dt.datetime | None
     resubmit_of: str | None = None
+    runs: int = 0
+    continuing: bool = False
+    spent_seconds: float = 0.0
+    checkpoint_at: dt.datetime | None = None
     attempt_log: tuple[Attempt, ...] = field(default=())
+<<<<<<< HEAD
     first_started_at: dt.datetime | None = None
     notify_url: str | None = None
     deliveries: tuple[Delivery, ...] = field(default=())
+=======
+    steps: tuple[Step, ...] = field(default=())
+>>>>>>> durable
 
     @property
     def finished(self) -> bool:
@@ -148,4 +182,7 @@ class Job:
                 }
             ),
             "attempt_log": [a.to_resource() for a in self.attempt_log],
+            "runs": self.runs,
+            "steps": [s.to_resource() for s in self.steps],
+            "checkpoint_at": _iso(self.checkpoint_at),
         }

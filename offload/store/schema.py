@@ -17,6 +17,7 @@ from sqlalchemy import (
     Index,
     Integer,
     MetaData,
+    PrimaryKeyConstraint,
     String,
     Table,
     Text,
@@ -24,6 +25,7 @@ from sqlalchemy import (
     UniqueConstraint,
 )
 
+<<<<<<< HEAD
 __all__ = [
     "SCHEMA_REVISION",
     "VERSION_TABLE",
@@ -33,6 +35,9 @@ __all__ = [
     "jobs",
     "metadata",
 ]
+=======
+__all__ = ["SCHEMA_REVISION", "VERSION_TABLE", "attempts", "jobs", "metadata", "steps"]
+>>>>>>> durable
 
 # The newest migration (offload/store/migrations/versions/): services refuse to serve on
 # a database behind it. Revisions are numbered, so "behind" is a comparison; a test
@@ -98,10 +103,22 @@ jobs = Table(
     Column("started_at", UTCDateTime),
     Column("finished_at", UTCDateTime),
     Column("resubmit_of", String(26)),
+<<<<<<< HEAD
     # When the first attempt started (started_at is the last attempt's start).
     Column("first_started_at", UTCDateTime),
     # Where a webhook goes when the job finishes (the submission's notify.url).
     Column("notify_url", String(2048)),
+=======
+    # Durable jobs: runs counts every run (continuations too; attempts only those that
+    # use an attempt); continuing marks a job waiting for its continuation task, whose
+    # claim uses no attempt; spent_seconds is the running time of the current attempt's
+    # runs (its budget is deadline_seconds); checkpoint is ctx.checkpoint's last value.
+    Column("runs", Integer, nullable=False, default=0, server_default="0"),
+    Column("continuing", Boolean, nullable=False, default=False, server_default="0"),
+    Column("spent_seconds", Float, nullable=False, default=0.0, server_default="0"),
+    Column("checkpoint", JSON),
+    Column("checkpoint_at", UTCDateTime),
+>>>>>>> durable
     # An idempotency key is the client's: two clients may use the same one.
     UniqueConstraint("owner", "idempotency_key", name="uq_offload_jobs_owner_key"),
     # Lists page newest first by id (ids are time-ordered), filtered by status or type,
@@ -119,6 +136,7 @@ attempts = Table(
     Column("id", Integer, primary_key=True, autoincrement=True),
     Column("job_id", String(26), ForeignKey("offload_jobs.id", ondelete="CASCADE"), nullable=False),
     Column("number", Integer, nullable=False),
+    Column("run", Integer),  # the job's run counter at this run (continuations included)
     Column("started_at", UTCDateTime, nullable=False),
     Column("finished_at", UTCDateTime),
     Column("outcome", String(32)),
@@ -126,6 +144,7 @@ attempts = Table(
     Index("ix_offload_attempts_job_id", "job_id", "number"),
 )
 
+<<<<<<< HEAD
 # Every change of a job, in order: what the event stream, long-poll and webhooks read.
 # BIGINT on PostgreSQL; SQLite's auto-increment needs the column to be INTEGER.
 _EVENT_ID = BigInteger().with_variant(Integer, "sqlite")
@@ -160,4 +179,20 @@ deliveries = Table(
     Index("ix_offload_deliveries_job_id", "job_id"),
     # The sweep finds deliveries whose task was never created.
     Index("ix_offload_deliveries_state", "state", "created_at"),
+=======
+# The steps of durable jobs (ctx.step): a finished step's result is returned by every
+# later run instead of running the step again.
+steps = Table(
+    "offload_steps",
+    metadata,
+    Column("job_id", String(26), ForeignKey("offload_jobs.id", ondelete="CASCADE"), nullable=False),
+    Column("name", String(200), nullable=False),
+    Column("status", String(16), nullable=False),  # running, finished, failed
+    Column("run", Integer, nullable=False),  # the run that last started (or finished) it
+    Column("result", JSON),
+    Column("error", Text),
+    Column("started_at", UTCDateTime, nullable=False),
+    Column("finished_at", UTCDateTime),
+    PrimaryKeyConstraint("job_id", "name", name="pk_offload_steps"),
+>>>>>>> durable
 )
