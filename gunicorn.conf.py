@@ -30,11 +30,9 @@ def on_starting(server):  # type: ignore[no-untyped-def]
         if server.cfg.worker_class_str != "sync" or server.cfg.threads != 1:
             raise SystemExit("the worker must run sync gunicorn workers (deadlines use SIGALRM)")
         os.environ["OFFLOAD_WORKER_TIMEOUT_SECONDS"] = str(server.cfg.timeout)
-<<<<<<< HEAD
     if server.cfg.proc_name == "web":
         # web keeps a share of its threads free of waiters (long-polls, event streams).
         os.environ["OFFLOAD_WEB_THREADS"] = str(server.cfg.threads)
-=======
 
 
 def post_worker_init(worker):  # type: ignore[no-untyped-def]
@@ -43,4 +41,3 @@ def post_worker_init(worker):  # type: ignore[no-untyped-def]
         from offload import draining
 
         draining.install()
->>>>>>> durable

@@ -94,7 +94,6 @@ class AttemptResource(BaseModel):
     error: str | None
 
 
-<<<<<<< HEAD
 class DeliveryResource(BaseModel):
     """One webhook delivery of a finished job."""
 
@@ -116,7 +115,8 @@ class NotifyResource(BaseModel):
 
     url: str
     deliveries: list[DeliveryResource]
-=======
+
+
 class StepResource(BaseModel):
     """One ``ctx.step`` of a durable job."""
 
@@ -125,7 +125,6 @@ class StepResource(BaseModel):
     run: int = Field(description="the run that last started it")
     started_at: str
     finished_at: str | None
->>>>>>> durable
 
 
 class JobResource(BaseModel):
@@ -155,18 +154,14 @@ class JobResource(BaseModel):
     first_started_at: str | None = Field(description="when the first attempt started")
     started_at: str | None = Field(description="when the last (or current) attempt started")
     finished_at: str | None
-<<<<<<< HEAD
     notify: NotifyResource | None = Field(description="the submission's webhook, if any")
     attempt_log: list[AttemptResource] | None = Field(
         default=None,
         description="every attempt; left out of the items of GET /jobs (read one job for it)",
     )
-=======
-    attempt_log: list[AttemptResource]
     runs: int = Field(description="how many runs (requests) the job took, continuations too")
     steps: list[StepResource]
     checkpoint_at: str | None = Field(description="when ctx.checkpoint last saved its cursor")
->>>>>>> durable
 
 
 class JobPage(BaseModel):

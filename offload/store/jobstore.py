@@ -27,13 +27,10 @@ from sqlalchemy import (
 from sqlalchemy.exc import IntegrityError, OperationalError, ProgrammingError, SQLAlchemyError
 
 from offload.errors import StoreError
-<<<<<<< HEAD
+from offload.outcomes import Reason
 from offload.store import deliveries as deliverylog
 from offload.store import events
-=======
-from offload.outcomes import Reason
 from offload.store.durable import DurableStore
->>>>>>> durable
 from offload.store.engine import engine_for
 from offload.store.models import (
     CANCELLED,
@@ -213,9 +210,9 @@ class JobStore(DurableStore):
             return self._with_attempts(conn, row) if with_attempts else job_from_row(row)
 
     def _with_attempts(self, conn: Connection, row: Row[Any]) -> Job:
-<<<<<<< HEAD
-        rows = conn.execute(SELECT_ATTEMPTS, {"p_id": row._mapping["id"]}).all()
-        job = job_from_row(row, rows)
+        params = {"p_id": row._mapping["id"]}
+        rows = conn.execute(SELECT_ATTEMPTS, params).all()
+        job = job_from_row(row, rows, conn.execute(SELECT_STEPS, params).all())
         if job.notify_url:
             job = replace(job, deliveries=deliverylog.for_job(conn, job.id))
         return job
@@ -227,11 +224,6 @@ class JobStore(DurableStore):
                 hook(job_id)
             except Exception:
                 log.exception("on-finish hook failed for job %s", job_id)
-=======
-        params = {"p_id": row._mapping["id"]}
-        rows = conn.execute(SELECT_ATTEMPTS, params).all()
-        return job_from_row(row, rows, conn.execute(SELECT_STEPS, params).all())
->>>>>>> durable
 
     def list(
         self,
@@ -497,11 +489,8 @@ class JobStore(DurableStore):
                 if not ids:
                     return total
                 conn.execute(delete(attempts).where(attempts.c.job_id.in_(ids)))
-<<<<<<< HEAD
                 events.delete_for(conn, ids)
-=======
                 conn.execute(delete(steps).where(steps.c.job_id.in_(ids)))
->>>>>>> durable
                 total += conn.execute(delete(jobs).where(jobs.c.id.in_(ids))).rowcount
 
     def reap(self, *, lease_expired_before: dt.datetime) -> int:

@@ -6,11 +6,7 @@ import datetime as dt
 from dataclasses import dataclass, field
 from typing import Any
 
-<<<<<<< HEAD
-__all__ = ["FINISHED", "STATUSES", "Attempt", "Delivery", "Job"]
-=======
-__all__ = ["FINISHED", "STATUSES", "Attempt", "Job", "Step"]
->>>>>>> durable
+__all__ = ["FINISHED", "STATUSES", "Attempt", "Delivery", "Job", "Step"]
 
 QUEUED = "queued"
 RUNNING = "running"
@@ -51,7 +47,6 @@ class Attempt:
 
 
 @dataclass(frozen=True)
-<<<<<<< HEAD
 class Delivery:
     """One webhook delivery of a finished job."""
 
@@ -75,7 +70,10 @@ class Delivery:
             "last_error": self.last_error,
             "created_at": _iso(self.created_at),
             "delivered_at": _iso(self.delivered_at),
-=======
+        }
+
+
+@dataclass(frozen=True)
 class Step:
     """One ``ctx.step`` of a durable job: ``running``, ``finished`` or ``failed``."""
 
@@ -93,7 +91,6 @@ class Step:
             "run": self.run,
             "started_at": _iso(self.started_at),
             "finished_at": _iso(self.finished_at),
->>>>>>> durable
         }
 
 
@@ -133,13 +130,10 @@ class Job:
     spent_seconds: float = 0.0
     checkpoint_at: dt.datetime | None = None
     attempt_log: tuple[Attempt, ...] = field(default=())
-<<<<<<< HEAD
     first_started_at: dt.datetime | None = None
     notify_url: str | None = None
     deliveries: tuple[Delivery, ...] = field(default=())
-=======
     steps: tuple[Step, ...] = field(default=())
->>>>>>> durable
 
     @property
     def finished(self) -> bool:

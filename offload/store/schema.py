@@ -25,7 +25,6 @@ from sqlalchemy import (
     UniqueConstraint,
 )
 
-<<<<<<< HEAD
 __all__ = [
     "SCHEMA_REVISION",
     "VERSION_TABLE",
@@ -34,15 +33,13 @@ __all__ = [
     "events",
     "jobs",
     "metadata",
+    "steps",
 ]
-=======
-__all__ = ["SCHEMA_REVISION", "VERSION_TABLE", "attempts", "jobs", "metadata", "steps"]
->>>>>>> durable
 
 # The newest migration (offload/store/migrations/versions/): services refuse to serve on
 # a database behind it. Revisions are numbered, so "behind" is a comparison; a test
 # checks that this is the migrations' head and that the tables below match them.
-SCHEMA_REVISION = "0002"
+SCHEMA_REVISION = "0003"
 # Alembic's version table, with the project's prefix (the database may be shared).
 VERSION_TABLE = "offload_schema_version"
 
@@ -103,12 +100,10 @@ jobs = Table(
     Column("started_at", UTCDateTime),
     Column("finished_at", UTCDateTime),
     Column("resubmit_of", String(26)),
-<<<<<<< HEAD
     # When the first attempt started (started_at is the last attempt's start).
     Column("first_started_at", UTCDateTime),
     # Where a webhook goes when the job finishes (the submission's notify.url).
     Column("notify_url", String(2048)),
-=======
     # Durable jobs: runs counts every run (continuations too; attempts only those that
     # use an attempt); continuing marks a job waiting for its continuation task, whose
     # claim uses no attempt; spent_seconds is the running time of the current attempt's
@@ -118,7 +113,6 @@ jobs = Table(
     Column("spent_seconds", Float, nullable=False, default=0.0, server_default="0"),
     Column("checkpoint", JSON),
     Column("checkpoint_at", UTCDateTime),
->>>>>>> durable
     # An idempotency key is the client's: two clients may use the same one.
     UniqueConstraint("owner", "idempotency_key", name="uq_offload_jobs_owner_key"),
     # Lists page newest first by id (ids are time-ordered), filtered by status or type,
@@ -144,7 +138,6 @@ attempts = Table(
     Index("ix_offload_attempts_job_id", "job_id", "number"),
 )
 
-<<<<<<< HEAD
 # Every change of a job, in order: what the event stream, long-poll and webhooks read.
 # BIGINT on PostgreSQL; SQLite's auto-increment needs the column to be INTEGER.
 _EVENT_ID = BigInteger().with_variant(Integer, "sqlite")
@@ -179,7 +172,8 @@ deliveries = Table(
     Index("ix_offload_deliveries_job_id", "job_id"),
     # The sweep finds deliveries whose task was never created.
     Index("ix_offload_deliveries_state", "state", "created_at"),
-=======
+)
+
 # The steps of durable jobs (ctx.step): a finished step's result is returned by every
 # later run instead of running the step again.
 steps = Table(
@@ -194,5 +188,4 @@ steps = Table(
     Column("started_at", UTCDateTime, nullable=False),
     Column("finished_at", UTCDateTime),
     PrimaryKeyConstraint("job_id", "name", name="pk_offload_steps"),
->>>>>>> durable
 )

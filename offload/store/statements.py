@@ -9,11 +9,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-<<<<<<< HEAD
-from sqlalchemy import Row, and_, bindparam, func, insert, or_, select, update
-=======
-from sqlalchemy import Row, and_, bindparam, case, insert, or_, select, update
->>>>>>> durable
+from sqlalchemy import Row, and_, bindparam, case, func, insert, or_, select, update
 
 from offload.store.models import QUEUED, RUNNING, Attempt, Job, Step
 from offload.store.schema import attempts, jobs, steps
@@ -155,15 +151,12 @@ def _job_mapping(
         started_at=m["started_at"],
         finished_at=m["finished_at"],
         resubmit_of=m["resubmit_of"],
-<<<<<<< HEAD
         first_started_at=m["first_started_at"],
         notify_url=m["notify_url"],
-=======
         runs=m["runs"] or 0,
         continuing=bool(m["continuing"]),
         spent_seconds=m["spent_seconds"] or 0.0,
         checkpoint_at=m["checkpoint_at"],
->>>>>>> durable
         attempt_log=tuple(
             Attempt(
                 number=a.number,

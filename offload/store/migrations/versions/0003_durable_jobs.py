@@ -1,7 +1,7 @@
 """Durable jobs: the steps table, checkpoints, the run counter, the runs of the attempt log.
 
-Revision ID: 0002
-Revises: 0001
+Revision ID: 0003
+Revises: 0002
 Create Date: 2026-12-01 22:27:58.859852
 """
 
@@ -12,8 +12,8 @@ from alembic import op
 
 from offload.store import schema
 
-revision = "0002"
-down_revision = "0001"
+revision = "0003"
+down_revision = "0002"
 branch_labels = None
 depends_on = None
 
