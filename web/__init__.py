@@ -7,10 +7,10 @@ from typing import Any
 
 from flask import Flask
 
-from offload import webhook_dispatch
+from offload import fanin, webhook_dispatch
 from offload.enqueue import TaskQueue
 from offload.flaskapp import base_app, get_settings, get_store
-from web import api, longpoll, openapi, security, stream
+from web import api, batch, children, longpoll, openapi, security, stream
 
 __all__ = ["create_app"]
 
@@ -24,8 +24,12 @@ def create_app(config: Mapping[str, Any] | None = None, *, tasks_client: Any = N
     app.extensions["offload.tasks"] = TaskQueue(get_settings(app), client=tasks_client)
     security.init_app(app)
     app.register_blueprint(api.bp)
+    app.register_blueprint(batch.bp)
+    app.register_blueprint(children.bp)
     app.register_blueprint(openapi.bp)
     longpoll.init_app(app)
     app.register_blueprint(stream.bp)
     webhook_dispatch.init_app(app, get_store(app), app.extensions["offload.tasks"])
+    # Cancelling a queued child may be its parent's last count-down: web wakes it then.
+    fanin.init_store(get_store(app), app.extensions["offload.tasks"])
     return app

@@ -76,6 +76,7 @@ CLAIM = (
         spent_seconds=case((jobs.c.continuing, jobs.c.spent_seconds), else_=0.0),
         runs=jobs.c.runs + 1,
         continuing=False,
+        waiting=False,
         lease_token=bindparam("p_token"),
         lease_expires_at=bindparam("p_until"),
         started_at=bindparam("p_now"),
@@ -157,6 +158,9 @@ def _job_mapping(
         continuing=bool(m["continuing"]),
         spent_seconds=m["spent_seconds"] or 0.0,
         checkpoint_at=m["checkpoint_at"],
+        parent_id=m["parent_id"],
+        children_open=m["children_open"] or 0,
+        waiting=bool(m["waiting"]),
         attempt_log=tuple(
             Attempt(
                 number=a.number,
