@@ -42,8 +42,9 @@ class Linger(BaseModel):
 def spawn_linger(ctx: JobContext, payload: Linger) -> dict[str, int]:
     """Spawn recorded demo.sleep children, then linger (a test kills the worker then)."""
     children = ctx.spawn_many("demo.sleep", [{"seconds": 0.2, "record": True}] * payload.children)
-    ctx.logger.info("spawned %d children, lingering", len(children))
-    time.sleep(payload.linger_seconds)
+    if ctx.run_number == 1:  # only the run the test kills lingers
+        ctx.logger.info("spawned %d children, lingering", len(children))
+        time.sleep(payload.linger_seconds)
     return {"children": len(ctx.wait_for(children))}
 
 
@@ -57,7 +58,9 @@ class Kids(BaseModel):
 def fanout_fail(ctx: JobContext, payload: Kids) -> list[Any]:
     """Children of which one fails; the parent fails naming it, or collects the failure."""
     kids = [
-        ("demo.fail" if i == payload.fail_index else "demo.echo", {"i": i})
+        ("demo.fail", {"message": f"child {i} fails"})
+        if i == payload.fail_index
+        else ("demo.echo", {"i": i})
         for i in range(payload.children)
     ]
     ids = [ctx.spawn(kind, p, name=f"kid-{i}") for i, (kind, p) in enumerate(kids)]
