@@ -14,13 +14,14 @@ from typing import Any, TypeVar
 
 import grpc
 
-from emulator import queueyaml
+from emulator import locations, queueyaml, versions
 from emulator.admin import AdminServer
 from emulator.datafile import open_data_file
 from emulator.dispatch import Dispatcher
 from emulator.lro import Operations
 from emulator.oidc import Signer
 from emulator.pbutil import QUEUE_DISABLED, QUEUE_RUNNING, Queue
+from emulator.rest import RestGateway
 from emulator.server import build_handlers
 from emulator.state import API_TOMBSTONE_SECONDS, YAML_TOMBSTONE_SECONDS, Store
 from emulator.target import Routes
@@ -199,17 +200,25 @@ class Emulator:
                 ("grpc.max_receive_message_length", 8 * 1024 * 1024),
             ]
         )
-        server.add_generic_rpc_handlers(build_handlers(self.store, self.operations))
+        handlers = list(build_handlers(self.store, self.operations))
+        # The beta versions answer through the v2 handlers, whatever RPCs those serve; the
+        # first of theirs converts beta-made operations, so it goes before the v2 ones.
+        handlers = [*versions.build_handlers(handlers, self.store), *handlers]
+        handlers.append(locations.build_handler(s.location))
+        server.add_generic_rpc_handlers(handlers)
         address = f"{s.host}:{s.port}" if ":" not in s.host else f"[{s.host}]:{s.port}"
         if server.add_insecure_port(address) == 0:
             raise OSError(f"cannot listen on {address}")
         await server.start()
+        # REST calls are transcoded to gRPC calls on our own port: one behaviour for both.
+        rest = RestGateway(f"127.0.0.1:{s.port}" if s.host in ("0.0.0.0", "::") else address)
         admin = AdminServer(
             s.host,
             s.http_port,
             certs=self.signer.certs_json(),
             release_names=lambda queue: self._in_loop(lambda: self.store.release_names(queue)),
             queue_stats=self._queue_stats,
+            rest=rest,
         )
         admin.start()
         for sig in (signal.SIGINT, signal.SIGTERM):
@@ -234,5 +243,6 @@ class Emulator:
             await server.stop(grace=0.5)
             await self.dispatcher.close(grace=s.shutdown_grace)
             admin.stop()
+            rest.close()
             self.store.journal.close()
             logger.info("emulator stopped")

@@ -6,6 +6,7 @@ from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlsplit
 
+from emulator import httptarget
 from emulator.httpclient import Target, parse_url
 from emulator.oidc import Signer
 from emulator.pbutil import METHOD_NAMES
@@ -112,6 +113,8 @@ def build(
     """The request for this attempt of ``task`` (raises RoutingError for an unmapped service)."""
     if task.HasField("http_request"):
         req = task.http_request
+        if queue.HasField("http_target"):
+            req = httptarget.effective_request(req, queue.http_target)
         headers = _own_headers(req.headers)
         if req.HasField("oidc_token"):
             headers = [h for h in headers if h[0].lower() != "authorization"]

@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from emulator import errors
+from emulator import errors, httptarget
 from emulator.errors import invalid
 from emulator.pbutil import QUEUE_RUNNING, dur_get, dur_set, ts_get, ts_set
 from emulator.retry import (
@@ -74,6 +74,8 @@ def fill_queue(q: Any, *, from_yaml: bool = False) -> None:
         raise invalid("RetryConfig.max_backoff must not be less than RetryConfig.min_backoff.")
     if rc.HasField("max_retry_duration") and dur_get(rc.max_retry_duration) < 0:
         raise invalid("RetryConfig.max_retry_duration must not be negative.")
+    if q.HasField("http_target"):
+        httptarget.check(q.http_target)
     if q.state == 0:
         q.state = QUEUE_RUNNING
 

@@ -71,7 +71,11 @@ def sleep(ctx: JobContext, payload: SleepPayload) -> dict[str, Any]:
     end = time.monotonic() + payload.seconds
     while (left := end - time.monotonic()) > 0:
         time.sleep(min(1.0, left))
-        ctx.progress(1 - max(0.0, end - time.monotonic()) / max(payload.seconds, 1e-9))
+        left = max(0.0, end - time.monotonic())
+        ctx.progress(
+            1 - left / max(payload.seconds, 1e-9),
+            f"slept {payload.seconds - left:.0f} of {payload.seconds:g} seconds",
+        )
     if payload.record:
         # Written by the job itself, after its work: one line per execution, whatever
         # the framework records.

@@ -1,4 +1,4 @@
-"""The ``offload`` command: ``offload run`` starts the local system, ``offload logs`` searches."""
+"""The offload command: run starts the local system, logs searches, the rest talk to web."""
 
 from __future__ import annotations
 
@@ -140,7 +140,16 @@ def _add_db_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -
 
 def build_parser() -> argparse.ArgumentParser:
     """The command line of ``offload``."""
-    parser = argparse.ArgumentParser(prog="offload", description=__doc__)
+    from offload.clientcli import EXIT_CODES, add_commands
+
+    parser = argparse.ArgumentParser(
+        prog="offload",
+        description="Offload: run the local system, submit and watch jobs, search logs.",
+        epilog="The client commands (submit, jobs list/show/cancel/resubmit/watch) reach\n"
+        "the service at OFFLOAD_URL (default http://127.0.0.1:8080) with OFFLOAD_API_KEY.\n\n"
+        + EXIT_CODES,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     sub = parser.add_subparsers(dest="command", required=True)
     run = sub.add_parser(
         "run",
@@ -151,16 +160,18 @@ def build_parser() -> argparse.ArgumentParser:
         "--raw", action="store_true", help="print the JSON log lines as they are written"
     )
     run.set_defaults(func=_run)
-    logs = sub.add_parser("logs", help="print every log line of one request, in time order")
+    logs = sub.add_parser(
+        "logs", help="print every log line of one request, or of every request of a job"
+    )
     from offload.logsearch import add_arguments
 
     add_arguments(logs)
     logs.set_defaults(func=_logs)
     _add_db_commands(sub)
-    jobs = sub.add_parser("jobs", help="job housekeeping").add_subparsers(
-        dest="jobs", required=True
-    )
-    expire = jobs.add_parser("expire", help="delete finished jobs older than the retention")
+    jobs = sub.add_parser("jobs", help="list, show, cancel, resubmit, watch, expire jobs")
+    jobs_sub = jobs.add_subparsers(dest="jobs", required=True)
+    add_commands(sub, jobs_sub)
+    expire = jobs_sub.add_parser("expire", help="delete finished jobs older than the retention")
     expire.add_argument(
         "--older-than", type=int, metavar="SECONDS", help="default: OFFLOAD_JOB_RETENTION_SECONDS"
     )

@@ -1,4 +1,4 @@
-"""``offload logs REQUEST_ID``: one request's whole story, from local files or Cloud Logging.
+"""``offload logs ID``: one request's (or one job's) whole story, from files or Cloud Logging.
 
 Locally it reads the JSON log files of web, worker and emulator (rotated copies too);
 with ``--project`` it asks the Cloud Logging API for entries labelled with the request
@@ -15,12 +15,14 @@ import os
 import re
 import sys
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
+from offload.ids import is_job_id
 from offload.logs import LABELS, TRACE, parse_line
 from offload.requestctx import is_valid_request_id
 from offload.settings import load_settings
+from offload.termtext import escape
 
 __all__ = [
     "LocalTail",
@@ -44,7 +46,12 @@ _NO_CREDENTIALS = (
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """The options of ``offload logs``."""
-    parser.add_argument("request_id", help="the X-Request-ID of the client's request")
+    parser.add_argument(
+        "request_id",
+        metavar="ID",
+        help="the X-Request-ID of a client's request, or a job id (26 characters): then "
+        "every request that touched the job (submit, deliveries, cancel, resubmit)",
+    )
     parser.add_argument("--log-dir", help="folder of local log files (default: OFFLOAD_LOG_DIR)")
     parser.add_argument(
         "--project", help="search Cloud Logging of this Google Cloud project, not local files"
@@ -84,13 +91,17 @@ def rfc3339(when: dt.datetime) -> str:
     return text.replace("+00:00", "Z")
 
 
-def build_filter(request_id: str, since: dt.datetime) -> str:
-    """The Logging query for one request's entries from ``since`` on (paste it in Logs Explorer)."""
-    quoted = request_id.replace("\\", "\\\\").replace('"', '\\"')
+def build_filter(
+    request_id: str | Sequence[str], since: dt.datetime, *, label: str = "request_id"
+) -> str:
+    """The Logging query for entries labelled with a value from ``since`` on (Logs Explorer)."""
+    values = [request_id] if isinstance(request_id, str) else list(request_id)
+    quoted = [v.replace("\\", "\\\\").replace('"', '\\"') for v in values]
     # Parenthesised: in this language OR binds tighter than AND, so extending the query
     # with "OR ..." later cannot silently drop the time bound.
     bound = since.astimezone(dt.UTC).replace(microsecond=0).isoformat().replace("+00:00", "Z")
-    return f'(labels.request_id="{quoted}") AND (timestamp>="{bound}")'
+    either = " OR ".join(f'labels.{label}="{v}"' for v in quoted)
+    return f'({either}) AND (timestamp>="{bound}")'
 
 
 class LocalTail:
@@ -108,7 +119,11 @@ class LocalTail:
 
     def poll(self) -> list[dict[str, Any]]:
         """The request's entries written since the last poll (all of them the first time)."""
-        found: list[dict[str, Any]] = []
+        return list(self._matching(self.new_lines()))
+
+    def new_lines(self) -> list[str]:
+        """Every complete line written to the files since the last look."""
+        found: list[str] = []
         for path in sorted(glob.glob(os.path.join(self.log_dir, "*.log*"))):
             if path.endswith(".lock"):
                 continue
@@ -122,8 +137,7 @@ class LocalTail:
                 continue  # rotated away between glob and open: seen under its new name
             complete = data.rfind(b"\n") + 1  # a line still being written waits
             self._offsets[key] = self._offsets.get(key, 0) + complete
-            text = data[:complete].decode("utf-8", "replace")
-            found.extend(self._matching(text.splitlines()))
+            found.extend(data[:complete].decode("utf-8", "replace").splitlines())
         return found
 
     def _matching(self, lines: Iterable[str]) -> Iterable[dict[str, Any]]:
@@ -171,9 +185,11 @@ def format_entry(entry: dict[str, Any]) -> str:
     labels = entry.get(LABELS) or {}
     tags = "".join(f"{k}={labels[k]} " for k in ("job_id", "attempt") if labels.get(k))
     message = str(entry.get("message", "")).replace("\n", "\n    ")
-    return (
+    # Messages quote what clients and jobs sent (error texts): never raw control characters.
+    return escape(
         f"{entry.get('time', '?')} {labels.get('service', '?'):8} "
-        f"{entry.get('severity', '?'):7} {tags}{message}"
+        f"{entry.get('severity', '?'):7} {tags}{message}",
+        keep_newlines=True,
     )
 
 
@@ -191,10 +207,13 @@ def _search_cloud(
     args: argparse.Namespace, since: dt.datetime, client: Any, emit: Callable[..., None]
 ) -> bool:
     """Print the request's Cloud Logging entries (and, following, new ones); any found?"""
+    from offload.joblogs import cloud_job_entries
+
+    fetch = cloud_job_entries if is_job_id(args.request_id) else cloud_entries
     seen: set[str] = set()
     while True:
         fresh = []
-        for raw in cloud_entries(client, args.request_id, since):
+        for raw in fetch(client, args.request_id, since):
             key = str(raw.get("insertId") or json.dumps(raw, sort_keys=True))
             if key not in seen:
                 seen.add(key)
@@ -215,7 +234,10 @@ def _search_local(
     args: argparse.Namespace, since: dt.datetime | None, emit: Callable[..., None]
 ) -> bool:
     """Print the request's lines from the local files (and, following, new ones); any found?"""
-    tail = LocalTail(args.log_dir or load_settings().log_dir, args.request_id)
+    from offload.joblogs import JobTail
+
+    log_dir = args.log_dir or load_settings().log_dir
+    tail = (JobTail if is_job_id(args.request_id) else LocalTail)(log_dir, args.request_id)
     bound = rfc3339(since) if since else ""
     found = False
     while True:
@@ -233,11 +255,20 @@ def main(args: argparse.Namespace, *, logging_client: Any = None) -> int:
     from google.api_core.exceptions import GoogleAPICallError
     from google.auth.exceptions import DefaultCredentialsError, GoogleAuthError
 
+    story = is_job_id(args.request_id) and not args.json
+    shown = [""]  # the request of the last line printed
+
     def emit(entry: dict[str, Any]) -> None:
+        if story:
+            # A job's story: a heading whenever the next line belongs to another request.
+            request_id = str((entry.get(LABELS) or {}).get("request_id") or "?")
+            if request_id != shown[0]:
+                shown[0] = request_id
+                print(f"-- request {request_id}", flush=args.follow)
         print(json.dumps(entry) if args.json else format_entry(entry), flush=args.follow)
 
     if not is_valid_request_id(args.request_id):
-        print(f"not a request id: {args.request_id!r}", file=sys.stderr)
+        print(f"not a request id or job id: {args.request_id!r}", file=sys.stderr)
         return 2
     now = dt.datetime.now(dt.UTC)
     try:
@@ -262,6 +293,7 @@ def main(args: argparse.Namespace, *, logging_client: Any = None) -> int:
         print(f"cannot read {where}: {e}", file=sys.stderr)
         return 2
     if not found:
-        print(f"no log lines for request {args.request_id} in {where}", file=sys.stderr)
+        what = "job" if is_job_id(args.request_id) else "request"
+        print(f"no log lines for {what} {args.request_id} in {where}", file=sys.stderr)
         return 1
     return 0

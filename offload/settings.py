@@ -299,6 +299,12 @@ class Settings(BaseSettings):
             "lease ran out (Cloud Tasks stopped retrying it)."
         ),
     )
+    demo_dir: str = Field(
+        "var/demo",
+        description=(
+            "Folder where the demo jobs keep their own records (demo.long's step executions)."
+        ),
+    )
     events_poll_seconds: float = Field(
         0.2,
         gt=0,
@@ -338,12 +344,6 @@ class Settings(BaseSettings):
         description=(
             "Sends of one webhook before it is given up (`failed`); Cloud Tasks spaces them "
             "with the queue's backoff (queue.yaml's: about 35 minutes for 20)."
-        ),
-    )
-    demo_dir: str = Field(
-        "var/demo",
-        description=(
-            "Folder where the demo jobs keep their own records (demo.long's step executions)."
         ),
     )
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"] = Field(

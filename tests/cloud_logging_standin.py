@@ -59,17 +59,23 @@ def _matches(entry: LogEntry, filter_: str) -> bool:
     """Whether ``entry`` passes an AND of ``labels.K="V"`` / ``timestamp>="T"`` terms."""
     terms = [t.strip() for t in filter_.split(" AND ")]
     for term in terms:
-        match = _TERM.fullmatch(term)
-        if match is None:
-            raise ValueError(f"stand-in cannot evaluate filter term {term!r}")
-        field, op, value = match.group(1), match.group(2), match.group(3)
-        if field == "timestamp":
-            bound = dt.datetime.fromisoformat(value)
-            if op != ">=" or entry.timestamp < bound:
-                return False
-        elif entry.labels.get(field.removeprefix("labels.")) != value.replace('\\"', '"'):
+        # "(a OR b)": any of its label comparisons
+        choices = [
+            c.strip() for c in term.strip().removeprefix("(").removesuffix(")").split(" OR ")
+        ]
+        if not any(_matches_one(entry, c if len(choices) > 1 else term) for c in choices):
             return False
     return True
+
+
+def _matches_one(entry: LogEntry, term: str) -> bool:
+    match = _TERM.fullmatch(term)
+    if match is None:
+        raise ValueError(f"stand-in cannot evaluate filter term {term!r}")
+    field, op, value = match.group(1), match.group(2), match.group(3)
+    if field == "timestamp":
+        return op == ">=" and entry.timestamp >= dt.datetime.fromisoformat(value)
+    return bool(entry.labels.get(field.removeprefix("labels.")) == value.replace('\\"', '"'))
 
 
 class LoggingStandIn:

@@ -218,6 +218,14 @@ def test_steps_and_checkpoints_are_stored_and_read_back_by_the_next_run(store: J
     assert state.checkpoint == {"next": 9}
     job = store.get(job_id)
     assert job is not None and job.checkpoint_at is not None
+    steps = [e.data for e in store.events.after(job_id, 0) if e.kind == "step"]
+    assert steps == [
+        {"name": "a", "status": "running", "run": 1},
+        {"name": "a", "status": "finished", "run": 1},
+        {"name": "none", "status": "running", "run": 1},
+        {"name": "none", "status": "finished", "run": 1},
+        {"name": "b", "status": "running", "run": 1},
+    ]
     assert sorted((s.name, s.status, s.run) for s in job.steps) == [
         ("a", "finished", 1),
         ("b", "running", 1),

@@ -322,7 +322,7 @@ def list_jobs() -> Response:
 
 def _list_item(job: Job) -> dict[str, Any]:
     item = job.to_resource()
-    del item["attempt_log"]
+    del item["attempt_log"], item["steps"]  # not read for a page: GET /jobs/{id} has them
     return item
 
 
@@ -384,6 +384,8 @@ def resubmit_job(job_id: str) -> Response:
         raise ProblemError(
             409, "Conflict", f"job type {old.type!r} no longer exists", slug="unknown-job-type"
         )
+    # Labelled with the old job, so `offload logs OLD_ID` finds this request too.
+    log.info("resubmitting job %s", old.id, extra={"labels": {"job_id": old.id}})
     job, _ = _record(
         job_type,
         old.payload,

@@ -94,6 +94,16 @@ class AttemptResource(BaseModel):
     error: str | None
 
 
+class StepResource(BaseModel):
+    """One ``ctx.step`` of a durable job."""
+
+    name: str
+    status: str = Field(pattern="^(running|finished|failed)$")
+    run: int = Field(description="the run that last started it")
+    started_at: str
+    finished_at: str | None
+
+
 class DeliveryResource(BaseModel):
     """One webhook delivery of a finished job."""
 
@@ -115,16 +125,6 @@ class NotifyResource(BaseModel):
 
     url: str
     deliveries: list[DeliveryResource]
-
-
-class StepResource(BaseModel):
-    """One ``ctx.step`` of a durable job."""
-
-    name: str
-    status: str = Field(pattern="^(running|finished|failed)$")
-    run: int = Field(description="the run that last started it")
-    started_at: str
-    finished_at: str | None
 
 
 class JobResource(BaseModel):
@@ -160,7 +160,10 @@ class JobResource(BaseModel):
         description="every attempt; left out of the items of GET /jobs (read one job for it)",
     )
     runs: int = Field(description="how many runs (requests) the job took, continuations too")
-    steps: list[StepResource]
+    steps: list[StepResource] | None = Field(
+        default=None,
+        description="the ctx.step steps; left out of the items of GET /jobs (read one job)",
+    )
     checkpoint_at: str | None = Field(description="when ctx.checkpoint last saved its cursor")
 
 

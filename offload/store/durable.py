@@ -17,6 +17,7 @@ from sqlalchemy import Connection, Engine, bindparam, insert, select, update
 
 from offload.errors import LeaseLostError
 from offload.outcomes import Reason
+from offload.store import events
 from offload.store.models import QUEUED, RUNNING
 from offload.store.schema import jobs, steps
 
@@ -39,6 +40,10 @@ _SELECT_STATE = select(jobs.c.checkpoint).where(jobs.c.id == bindparam("p_id"))
 _SELECT_FINISHED = select(steps.c.name, steps.c.result).where(
     steps.c.job_id == bindparam("p_id"), steps.c.status == STEP_FINISHED
 )
+
+
+def _step_event(name: str, status: str, run: int | None) -> dict[str, Any]:
+    return {"name": name, "status": status, "run": run}
 
 
 @dataclass(frozen=True)
@@ -118,6 +123,7 @@ class DurableStore:
             ).rowcount
             if not moved:
                 conn.execute(insert(steps).values(job_id=job_id, name=name, **values))
+            events.append(conn, job_id, events.STEP, _step_event(name, STEP_RUNNING, run), now)
 
     def finish_step(self, job_id: str, token: str, *, name: str, result: Any, now: Any) -> None:
         """Store a step's JSON result: later runs return it instead of running the step."""
@@ -130,11 +136,14 @@ class DurableStore:
     def _end_step(self, job_id: str, token: str, name: str, now: Any, **values: Any) -> None:
         with self.engine.begin() as conn:
             self._fence(conn, job_id, token, now)
-            conn.execute(
+            row = conn.execute(
                 update(steps)
                 .where(steps.c.job_id == job_id, steps.c.name == name)
                 .values(finished_at=now, **values)
-            )
+                .returning(steps.c.run)
+            ).first()
+            run = None if row is None else row.run
+            events.append(conn, job_id, events.STEP, _step_event(name, values["status"], run), now)
 
     def save_checkpoint(self, job_id: str, token: str, *, value: Any, now: Any) -> None:
         """Store the job's cursor: its next run starts from it (``ctx.saved``)."""

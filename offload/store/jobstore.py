@@ -523,8 +523,8 @@ class JobStore(FanoutStore):
                 if not ids:
                     return total
                 conn.execute(delete(attempts).where(attempts.c.job_id.in_(ids)))
-                events.delete_for(conn, ids)
                 conn.execute(delete(steps).where(steps.c.job_id.in_(ids)))
+                events.delete_for(conn, ids)
                 # A parent's finished children go with it (they would name no job).
                 conn.execute(update(jobs).where(jobs.c.parent_id.in_(ids)).values(parent_id=None))
                 total += conn.execute(delete(jobs).where(jobs.c.id.in_(ids))).rowcount

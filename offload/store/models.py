@@ -125,14 +125,14 @@ class Job:
     started_at: dt.datetime | None
     finished_at: dt.datetime | None
     resubmit_of: str | None = None
-    runs: int = 0
-    continuing: bool = False
-    spent_seconds: float = 0.0
-    checkpoint_at: dt.datetime | None = None
     attempt_log: tuple[Attempt, ...] = field(default=())
     first_started_at: dt.datetime | None = None
     notify_url: str | None = None
     deliveries: tuple[Delivery, ...] = field(default=())
+    runs: int = 0
+    continuing: bool = False
+    spent_seconds: float = 0.0
+    checkpoint_at: dt.datetime | None = None
     steps: tuple[Step, ...] = field(default=())
     parent_id: str | None = None
     children_open: int = 0

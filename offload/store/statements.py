@@ -152,8 +152,6 @@ def _job_mapping(
         started_at=m["started_at"],
         finished_at=m["finished_at"],
         resubmit_of=m["resubmit_of"],
-        first_started_at=m["first_started_at"],
-        notify_url=m["notify_url"],
         runs=m["runs"] or 0,
         continuing=bool(m["continuing"]),
         spent_seconds=m["spent_seconds"] or 0.0,
@@ -161,6 +159,8 @@ def _job_mapping(
         parent_id=m["parent_id"],
         children_open=m["children_open"] or 0,
         waiting=bool(m["waiting"]),
+        first_started_at=m["first_started_at"],
+        notify_url=m["notify_url"],
         attempt_log=tuple(
             Attempt(
                 number=a.number,
