@@ -8,6 +8,7 @@ the framework stores.
 from __future__ import annotations
 
 import datetime as dt
+import json
 import signal
 import time
 from collections import Counter
@@ -266,3 +267,31 @@ def test_the_worker_refuses_pushes_from_queues_it_does_not_declare(dump: Stack) 
         timeout=10,
     )
     assert r.status_code == 403
+
+
+def test_the_client_and_the_cli_submit_batches(dump: Stack, tmp_path: Path) -> None:
+    from offload.client import Client, Job, OffloadAPIError
+    from tests.test_e2e_clientcli import offload
+
+    items = [{"type": "demo.echo", "payload": {"n": i}} for i in range(150)]
+    items[120] = {"type": "no.such.type"}
+    with Client(dump.web_url) as client:
+        entries = client.submit_batch(items)
+    assert len(entries) == 150  # two requests: 100 and 50
+    assert isinstance(entries[120], OffloadAPIError) and entries[120].status == 422
+    jobs = [e for e in entries if isinstance(e, Job)]
+    assert [j.raw["payload"]["n"] for j in jobs] == [i for i in range(150) if i != 120]
+
+    lines = tmp_path / "jobs.jsonl"
+    lines.write_text(
+        "\n".join(json.dumps({"type": "demo.echo", "payload": {"n": i}}) for i in range(3))
+        + "\n"
+        + json.dumps({"type": "demo.sleep", "payload": {"seconds": -1}})
+        + "\n"
+    )
+    result = offload(dump, "submit-batch", str(lines))
+    out = result.stdout.splitlines()
+    assert result.returncode == 6, result  # an API error for one item
+    assert len(out) == 4 and out[3] == "-" and all(len(x) == 26 for x in out[:3]), out
+    assert "submission 3: 422" in result.stderr and "3 of 4 jobs submitted" in result.stderr
+    wait_for(dump, out[0], FINAL, timeout=30)
