@@ -17,7 +17,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from offload.enqueue import TaskEnvelope, TaskSpec
 from offload.flaskapp import get_settings, get_store
 from offload.problems import ProblemError, validation_errors
-from offload.requestctx import current_trace
+from offload.requestctx import current_request_id, current_trace
 from offload.store import Job, NewJob
 from web.api import (
     IDEMPOTENCY_KEY,
@@ -81,7 +81,10 @@ def _prepare(index: int, item: dict[str, Any]) -> NewJob:
 
 def _entry(status: int, job: Job | None = None, problem: ProblemError | None = None) -> Any:
     if problem is not None:
-        return {"status": problem.status, "problem": problem.body()}
+        return {
+            "status": problem.status,
+            "problem": {**problem.body(), "request_id": current_request_id()},
+        }
     assert job is not None
     return {"status": status, "job": job.to_resource()}
 

@@ -14,8 +14,17 @@ from pydantic.json_schema import models_json_schema
 
 from offload.registry import JobRegistry, JobType, get_registry
 from offload.store import STATUSES
+from web.batch import MAX_BATCH
 from web.longpoll import MAX_WAIT_SECONDS
-from web.schemas import MAX_DELAY_SECONDS, JobPage, JobResource, Notify, Problem
+from web.openapi_batch import batch_item_schema, batch_paths
+from web.schemas import (
+    MAX_DELAY_SECONDS,
+    BatchAnswer,
+    JobPage,
+    JobResource,
+    Notify,
+    Problem,
+)
 
 __all__ = ["bp", "build_spec"]
 
@@ -115,7 +124,7 @@ def build_spec(registry: JobRegistry) -> dict[str, Any]:
     """The OpenAPI 3.1 document of the web API for ``registry``'s job types."""
     types = list(registry)
     models: list[tuple[type[BaseModel], Any]] = [
-        (m, "serialization") for m in (JobResource, JobPage, Problem)
+        (m, "serialization") for m in (JobResource, JobPage, Problem, BatchAnswer)
     ]
     models.append((Notify, "validation"))
     payload_names = {}
@@ -124,18 +133,15 @@ def build_spec(registry: JobRegistry) -> dict[str, Any]:
         payload_names[jt.name] = jt.payload_model.__name__
     refs, defs = models_json_schema(models, ref_template=_REF)
     schemas: dict[str, Any] = dict(defs.get("$defs", {}))
-    submit = {
-        "title": "SubmitJob",
-        "oneOf": [
-            _submit_branch(jt, refs[(jt.payload_model, "validation")]["$ref"]) for jt in types
-        ],
-    }
+    branches = [_submit_branch(jt, refs[(jt.payload_model, "validation")]["$ref"]) for jt in types]
+    submit = {"title": "SubmitJob", "oneOf": branches}
     schemas["SubmitJob"] = submit
+    schemas["SubmitBatchItem"] = batch_item_schema(branches)
     submit_body = {
         "required": True,
         "content": {"application/json": {"schema": {"$ref": _REF.format(model="SubmitJob")}}},
     }
-    return {
+    spec: dict[str, Any] = {
         "openapi": "3.1.0",
         "info": {
             "title": "Offload",
@@ -330,6 +336,8 @@ def build_spec(registry: JobRegistry) -> dict[str, Any]:
             },
         },
     }
+    spec["paths"].update(batch_paths(_JOB_ID, _problems, _HEADERS, MAX_BATCH))
+    return spec
 
 
 @bp.get("/openapi.json")
