@@ -8,12 +8,14 @@ number (the name its wait stored as ``task_name``), so a second wake of the same
 
 from __future__ import annotations
 
+import datetime as dt
 import logging
 
 from offload.enqueue import TaskEnvelope, TaskQueue
+from offload.errors import EnqueueError
 from offload.store import QUEUED, Job, JobStore
 
-__all__ = ["init_store", "wake"]
+__all__ = ["init_store", "wake", "wake_overdue"]
 
 log = logging.getLogger(__name__)
 
@@ -42,3 +44,15 @@ def init_store(store: JobStore, tasks: TaskQueue) -> None:
             wake(tasks, job)
 
     store.on_wake.append(on_wake)
+
+
+def wake_overdue(store: JobStore, tasks: TaskQueue, *, older_than_seconds: float = 60.0) -> int:
+    """Wake the waiting jobs with no child left for a minute (their wake-up create failed)."""
+    cutoff = dt.datetime.now(dt.UTC) - dt.timedelta(seconds=older_than_seconds)
+    woken = 0
+    for job in store.due_wakeups(older_than=cutoff):
+        try:
+            woken += wake(tasks, job)
+        except EnqueueError as e:
+            log.warning("job %s still not woken: %s", job.id, e)
+    return woken
