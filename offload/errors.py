@@ -10,6 +10,7 @@ from __future__ import annotations
 __all__ = [
     "CancelledError",
     "ChildFailedError",
+    "CloudTasksUnavailableError",
     "ConfigError",
     "DeadlineExceededError",
     "EnqueueError",
@@ -40,6 +41,10 @@ class StoreError(OffloadError):
 
 class EnqueueError(OffloadError):
     """Cloud Tasks did not accept the task; the submission may be retried later."""
+
+
+class CloudTasksUnavailableError(EnqueueError):
+    """Cloud Tasks did not answer in time, or is known to be down (the circuit is open)."""
 
 
 class EnvelopeError(OffloadError):

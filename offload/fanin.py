@@ -50,7 +50,7 @@ def wake_overdue(store: JobStore, tasks: TaskQueue, *, older_than_seconds: float
     """Wake the waiting jobs with no child left for a minute (their wake-up create failed)."""
     cutoff = dt.datetime.now(dt.UTC) - dt.timedelta(seconds=older_than_seconds)
     woken = 0
-    for job in store.due_wakeups(older_than=cutoff):
+    for job in store.overdue_parents(older_than=cutoff):
         try:
             woken += wake(tasks, job)
         except EnqueueError as e:

@@ -57,13 +57,17 @@ def is_job_id(value: str) -> bool:
     return bool(_JOB_ID.match(value))
 
 
-def task_id_for(job_id: str) -> str:
-    """The Cloud Tasks task id of a job: stable, so a retried enqueue is deduplicated.
+def task_id_for(job_id: str, number: int = 0) -> str:
+    """The Cloud Tasks task id of a job's wake-up ``number``: stable, so a retried enqueue
+    is deduplicated (``ALREADY_EXISTS``), never a second task.
 
     A short hash goes first because Cloud Tasks advises against sequential task names
-    (time-ordered ids would concentrate load on one key range).
+    (time-ordered ids would concentrate load on one key range). Cloud Tasks keeps the
+    name of a task that ran or was deleted reserved for hours, so a wake-up made again
+    after its task vanished takes the next number.
     """
-    return hashlib.sha256(job_id.encode()).hexdigest()[:8] + "-" + job_id
+    prefix = hashlib.sha256(job_id.encode()).hexdigest()[:8] + "-" + job_id
+    return prefix if number == 0 else f"{prefix}-{number}"
 
 
 def continuation_task_id(job_id: str, run: int) -> str:
@@ -72,6 +76,7 @@ def continuation_task_id(job_id: str, run: int) -> str:
     Derived from the job id and the run number, so a repeated continuation of one run
     is ``ALREADY_EXISTS``, never a second task; runs only count up, so the name of an
     executed task (which Cloud Tasks keeps for hours or days) is never needed again.
+    (The reconciler's renewed wake-ups end ``-<number>``, these ``-run<number>``.)
     """
     return f"{task_id_for(job_id)}-run{run}"
 

@@ -72,6 +72,8 @@ def test_a_continuation_cloud_tasks_refuses_is_retried_and_uses_no_attempt(
     waiting = job(app, job_id)
     assert (waiting.status, waiting.continuing, waiting.attempts) == ("queued", True, 1)
     tasks.unavailable = False
+    # Cloud Tasks is back (a fresh queue client: the old one's circuit breaker is open).
+    app.extensions["offload.tasks"] = TaskQueue(get_settings(app), client=tasks)
     assert push(app, job_id, retry_count=1).status_code == 204
     again = job(app, job_id)
     assert again.attempts == 1 and again.runs == 2  # the retry continued the job

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import time
 from typing import Any
 
@@ -66,3 +67,21 @@ def fanout_fail(ctx: JobContext, payload: Kids) -> list[Any]:
     ids = [ctx.spawn(kind, p, name=f"kid-{i}") for i, (kind, p) in enumerate(kids)]
     results = ctx.wait_for(ids, failures="collect" if payload.collect else "raise")
     return [r if not isinstance(r, Exception) else {"failed": r.job_id} for r in results]
+
+
+class Mark(BaseModel):
+    path: str
+    gate: str | None = None
+
+
+@job("test.mark", payload=Mark, deadline_seconds=10, max_attempts=3)
+def mark(ctx: JobContext, payload: Mark) -> dict[str, bool]:
+    """Append the job's id to a file each time its body runs, then wait for the gate file.
+
+    The tests count runs from this file, not from what the framework says it did.
+    """
+    with open(payload.path, "a") as f:
+        f.write(ctx.job_id + "\n")  # one short write: lines of several processes never mix
+    while payload.gate and not os.path.exists(payload.gate):
+        time.sleep(0.05)  # DeadlineExceededError ends a gate that never opens
+    return {"ok": True}

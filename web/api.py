@@ -7,20 +7,26 @@ import hashlib
 import json
 import logging
 import re
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import replace
 from typing import Any
 
 from flask import Blueprint, Response, current_app, jsonify, request, url_for
 from pydantic import ValidationError
+from sqlalchemy.exc import SQLAlchemyError
 
-from offload.enqueue import TaskEnvelope, TaskQueue
-from offload.errors import EnqueueError
+from offload.enqueue import TaskQueue
+from offload.errors import EnqueueError, StoreError
 from offload.flaskapp import get_settings, get_store, no_content
 from offload.ids import is_job_id, new_job_id, task_id_for
 from offload.logs import log_context
+from offload.outbox import enqueue_job
 from offload.problems import ProblemError, validation_errors
 from offload.registry import JobType, get_registry
 from offload.requestctx import current_request_id, current_trace
 from offload.store import CANCELLED, FAILED, Job, NewJob, utcnow
+from offload.store.models import WAKEUP_ENQUEUING, WAKEUP_PENDING
 from web.longpoll import long_poll, wait_seconds
 from web.notify import notify_url
 from web.schemas import ListQuery, SubmitJob
@@ -165,8 +171,7 @@ def submit_job() -> Response:
             )
         log.info("idempotent repeat of job %s", job.id, extra={"labels": {"job_id": job.id}})
         return _job_response(job, 200)
-    _enqueue(job)
-    return _job_response(job, 202)
+    return _job_response(wake_job(job), 202)
 
 
 def _record(
@@ -181,18 +186,34 @@ def _record(
     notify_url: str | None = None,
 ) -> tuple[Job, bool]:
     """Store a new queued job for the caller (or find its idempotent twin)."""
-    return get_store(current_app).insert(
-        new_job(
-            job_type,
-            payload,
-            deadline_seconds=deadline_seconds,
-            delay_seconds=delay_seconds,
-            idempotency_key=idempotency_key,
-            request_hash=request_hash,
-            resubmit_of=resubmit_of,
-            notify_url=notify_url,
-        )
+    new = new_job(
+        job_type,
+        payload,
+        deadline_seconds=deadline_seconds,
+        delay_seconds=delay_seconds,
+        idempotency_key=idempotency_key,
+        request_hash=request_hash,
+        resubmit_of=resubmit_of,
+        notify_url=notify_url,
     )
+    with store_unavailable_as_503():
+        return get_store(current_app).insert(new)
+
+
+@contextmanager
+def store_unavailable_as_503() -> Iterator[None]:
+    """The one case a submission is refused for an outage: nothing could be recorded."""
+    try:
+        yield
+    except (StoreError, SQLAlchemyError) as e:
+        log.warning("job store cannot record a job: %s", type(e).__name__)
+        raise ProblemError(
+            503,
+            "Service Unavailable",
+            "the job store cannot record the job right now; nothing was recorded, try again",
+            slug="store-unavailable",
+            headers={"Retry-After": "5"},
+        ) from e
 
 
 def new_job(
@@ -217,6 +238,8 @@ def new_job(
         )
     job_id = new_job_id()
     scheduled_at = utcnow() + dt.timedelta(seconds=delay_seconds) if delay_seconds else None
+    # Cloud Tasks known down: record the wake-up as pending and answer without waiting.
+    wakeup = WAKEUP_PENDING if get_tasks().breaker.is_open() else WAKEUP_ENQUEUING
     return NewJob(
         id=job_id,
         type=job_type.name,
@@ -232,37 +255,33 @@ def new_job(
         request_hash=request_hash,
         resubmit_of=resubmit_of,
         notify_url=notify_url,
+        wakeup=wakeup,
+        wakeup_grace_seconds=get_settings(current_app).reconcile_grace_seconds,
     )
 
 
-def _enqueue(job: Job) -> None:
-    """Create the job's Cloud Task; if that fails, end the job and answer 503."""
+def wake_job(job: Job) -> Job:
+    """Create the recorded job's Cloud Task; if Cloud Tasks is down, leave it pending.
+
+    The job is in the store with its wake-up either way, so the answer is 202: the
+    reconciler creates the task of a pending job once Cloud Tasks is back.
+    """
     with log_context(job_id=job.id, job_type=job.type):
+        if job.wakeup == WAKEUP_PENDING:
+            log.warning("job %s accepted, wake-up pending: Cloud Tasks is unreachable", job.id)
+            return job
         try:
-            get_tasks().enqueue(
-                task_id=task_id_for(job.id),
-                name=job.task_name,
-                envelope=TaskEnvelope.make(
-                    job_id=job.id, job_type=job.type, request_id=job.request_id
-                ),
-                headers={
-                    "X-Request-ID": job.request_id,
-                    "traceparent": current_trace().traceparent(),
-                },
-                budget_seconds=job.deadline_seconds,
-                schedule_time=job.scheduled_at,
-            )
+            enqueue_job(get_tasks(), job, traceparent=current_trace().traceparent())
         except EnqueueError as e:
-            get_store(current_app).mark_enqueue_failed(job.id, str(e))
-            log.warning("enqueue failed, job %s marked failed: %s", job.id, e)
-            raise ProblemError(
-                503,
-                "Service Unavailable",
-                "the job queue did not accept the job; nothing was enqueued, try again",
-                slug="enqueue-failed",
-                headers={"Retry-After": "5"},
-            ) from e
+            log.warning("job %s accepted, wake-up pending: %s", job.id, e)
+            try:
+                get_store(current_app).mark_wakeup_pending(job.id)
+            except (StoreError, SQLAlchemyError) as store_error:
+                # Still enqueuing in the store: the reconciler looks for it after its grace.
+                log.warning("could not mark job %s pending: %s", job.id, store_error)
+            return replace(job, wakeup=WAKEUP_PENDING)
         log.info("job %s accepted (%s), task %s created", job.id, job.type, job.task_name)
+        return job
 
 
 def visible_job(job_id: str) -> Job:
@@ -343,7 +362,10 @@ def cancel_job(job_id: str) -> Response:
         if outcome.outcome == "requested":
             log.info("cancel requested for running job %s", job.id)
             return _job_response(job, 202)
-        if job.task_name:
+        if job.task_name and get_tasks().breaker.is_open():
+            # Not worth a wait on a dead Cloud Tasks: a late delivery is answered 204 unrun.
+            log.warning("job %s cancelled; Cloud Tasks unreachable, its task is left", job.id)
+        elif job.task_name:
             try:
                 deleted = get_tasks().delete(job.task_name)
             except EnqueueError as e:
@@ -393,8 +415,7 @@ def resubmit_job(job_id: str) -> Response:
         resubmit_of=old.id,
         notify_url=old.notify_url,
     )
-    _enqueue(job)
-    return _job_response(job, 202)
+    return _job_response(wake_job(job), 202)
 
 
 @bp.get("/healthz")

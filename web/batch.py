@@ -9,22 +9,27 @@ every new job's task is created with BatchCreateTasks, 100 per call.
 from __future__ import annotations
 
 import logging
+from dataclasses import replace
 from typing import Any
 
 from flask import Blueprint, Response, current_app, jsonify
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from sqlalchemy.exc import SQLAlchemyError
 
 from offload.enqueue import TaskEnvelope, TaskSpec
+from offload.errors import StoreError
 from offload.flaskapp import get_settings, get_store
 from offload.problems import ProblemError, validation_errors
 from offload.requestctx import current_request_id, current_trace
 from offload.store import Job, NewJob
+from offload.store.models import WAKEUP_PENDING
 from web.api import (
     IDEMPOTENCY_KEY,
     get_tasks,
     json_body,
     new_job,
     request_hash_of,
+    store_unavailable_as_503,
     validate_submission,
 )
 from web.notify import notify_url
@@ -103,7 +108,8 @@ def submit_batch() -> Response:
             prepared.append((i, _prepare(i, item)))
         except ProblemError as e:
             entries[i] = _entry(e.status, problem=e)
-    stored = get_store(current_app).insert_many([n for _, n in prepared])
+    with store_unavailable_as_503():
+        stored = get_store(current_app).insert_many([n for _, n in prepared])
     created: list[tuple[int, Job]] = []
     for (i, new), (job, is_new) in zip(prepared, stored, strict=True):
         if is_new:
@@ -133,8 +139,15 @@ def _key_reused(index: int, job: Job) -> ProblemError:
 
 
 def _enqueue(created: list[tuple[int, Job]], entries: list[Any]) -> None:
-    """Create the new jobs' tasks (BatchCreateTasks); a job whose task failed ends failed."""
+    """Create the new jobs' tasks (BatchCreateTasks); a failed one leaves its job pending.
+
+    As for ``POST /jobs``: the job is recorded either way, so its entry is 202, with
+    ``wakeup: pending`` when its task was not created (the reconciler creates it).
+    """
     headers = {"traceparent": current_trace().traceparent()}
+    due = [(i, job) for i, job in created if job.wakeup != WAKEUP_PENDING]
+    for i, job in created:
+        entries[i] = _entry(202, job)
     specs = [
         TaskSpec(
             name=job.task_name or "",
@@ -143,23 +156,19 @@ def _enqueue(created: list[tuple[int, Job]], entries: list[Any]) -> None:
             budget_seconds=job.deadline_seconds,
             schedule_time=job.scheduled_at,
         )
-        for _, job in created
+        for _, job in due
     ]
     errors = get_tasks().enqueue_many(specs) if specs else []
     store = get_store(current_app)
-    for (i, job), error in zip(created, errors, strict=True):
+    for (i, job), error in zip(due, errors, strict=True):
         if error is None:
-            entries[i] = _entry(202, job)
             continue
-        store.mark_enqueue_failed(job.id, str(error))
-        log.warning("enqueue failed, job %s marked failed: %s", job.id, error)
-        entries[i] = _entry(
-            503,
-            problem=ProblemError(
-                503,
-                "Service Unavailable",
-                "the job queue did not accept the job; nothing was enqueued, try again",
-                slug="enqueue-failed",
-            ),
-        )
-    log.info("batch: %d jobs accepted, %d failed", sum(e is None for e in errors), len(errors))
+        log.warning("job %s accepted, wake-up pending: %s", job.id, error)
+        try:
+            store.mark_wakeup_pending(job.id)
+        except (StoreError, SQLAlchemyError) as store_error:
+            # Still enqueuing in the store: the reconciler looks for it after its grace.
+            log.warning("could not mark job %s pending: %s", job.id, store_error)
+        entries[i] = _entry(202, replace(job, wakeup=WAKEUP_PENDING))
+    failed = sum(e is not None for e in errors)
+    log.info("batch: %d jobs accepted, %d of them pending", len(created), failed)

@@ -37,7 +37,8 @@ def batch_paths(
                 "`idempotency_key` instead of the Idempotency-Key header. Entries come in "
                 "the items' order: `{status: 202, job}` (queued), `{status: 200, job}` (an "
                 "idempotent repeat), or `{status, problem}` for an item that was refused "
-                "(422 invalid, 413 payload too large, 503 its task was not created); one "
+                "(422 invalid, 413 payload too large); an item whose task was not created is "
+                "202 with `wakeup: pending`, as for `POST /jobs`. One "
                 "bad item does not sink the others. Tasks are created with "
                 "BatchCreateTasks, 100 per call.",
                 "requestBody": {

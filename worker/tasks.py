@@ -8,7 +8,7 @@ import re
 from flask import Blueprint, Response, current_app, request
 
 from offload.enqueue import TaskEnvelope, TaskQueue
-from offload.errors import EnvelopeError
+from offload.errors import EnvelopeError, StoreError
 from offload.flaskapp import get_settings, get_store, no_content
 from offload.logs import log_context
 from offload.problems import problem_response
@@ -17,7 +17,7 @@ from offload.requestctx import current_trace
 from worker.auth import PushAuthenticator
 from worker.continuation import TaskContinuer
 from worker.queues import push_queue
-from worker.runner import Delivery, run_delivery
+from worker.runner import Delivery, Outcome, run_delivery
 from worker.spawning import Spawner
 
 __all__ = ["bp"]
@@ -80,19 +80,27 @@ def run_task() -> Response:
             return no_content()
         job_id = envelope.job_id
         with log_context(job_id=job_id, job_type=envelope.job_type):
-            outcome = run_delivery(
-                get_store(current_app),
-                get_settings(current_app),
-                get_registry(current_app),
-                Delivery(job_id, attempt),
-                TaskContinuer(get_tasks, current_trace().traceparent(), get_registry(current_app)),
-                Spawner(
+            try:
+                outcome = run_delivery(
                     get_store(current_app),
-                    get_tasks,
+                    get_settings(current_app),
                     get_registry(current_app),
-                    current_trace().traceparent(),
-                ),
-            )
+                    Delivery(job_id, attempt),
+                    TaskContinuer(
+                        get_tasks, current_trace().traceparent(), get_registry(current_app)
+                    ),
+                    Spawner(
+                        get_store(current_app),
+                        get_tasks,
+                        get_registry(current_app),
+                        current_trace().traceparent(),
+                    ),
+                )
+            except StoreError as e:
+                # Retried on fresh connections and still unreachable: Cloud Tasks retries
+                # the push; a finished job's result is written behind as soon as it can be.
+                log.warning("job store unreachable: %s", e)
+                outcome = Outcome(True, "store unreachable")
             if not outcome.retry:
                 return no_content()
             log.info("asking Cloud Tasks to retry: %s", outcome.summary)

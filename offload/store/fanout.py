@@ -138,6 +138,9 @@ class FanoutStore(DurableStore):
             continuing=True,
             waiting=True,
             task_name=task_name,
+            # Not the reconciler's: the wake-up is made when the last child finishes
+            # (or by the cron sweep), and a waiting job has no task until then.
+            wakeup_due_at=None,
             spent_seconds=jobs.c.spent_seconds + spent_seconds,
             lease_token=None,
             lease_expires_at=None,
@@ -217,7 +220,7 @@ class FanoutStore(DurableStore):
             self._finished(child_id, wake)
         return task_names
 
-    def due_wakeups(self, *, older_than: dt.datetime, limit: int = 100) -> list[Job]:
+    def overdue_parents(self, *, older_than: dt.datetime, limit: int = 100) -> list[Job]:
         """Waiting jobs with no child left whose wake-up is overdue (its create failed)."""
         query = (
             select(jobs)

@@ -159,6 +159,8 @@ def _job_mapping(
         parent_id=m["parent_id"],
         children_open=m["children_open"] or 0,
         waiting=bool(m["waiting"]),
+        wakeup=m["wakeup"],
+        wakeup_number=m["wakeup_number"] or 0,
         first_started_at=m["first_started_at"],
         notify_url=m["notify_url"],
         attempt_log=tuple(
