@@ -22,6 +22,10 @@ forwarded_allow_ips = "127.0.0.1"
 limit_request_line = 4094
 limit_request_fields = 100
 limit_request_field_size = 8190
+# gunicorn 25+ opens a control socket at $XDG_RUNTIME_DIR or ~/.gunicorn/gunicorn.ctl by
+# default: one path for every gunicorn of the user, so the services of two stacks (web
+# and worker, tests, make run) would fight over it. Nothing here uses gunicornc.
+control_socket_disable = True
 
 
 def on_starting(server):  # type: ignore[no-untyped-def]

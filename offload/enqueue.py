@@ -11,6 +11,7 @@ import datetime as dt
 import json
 import logging
 import threading
+import time
 import uuid
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -31,6 +32,7 @@ from offload.settings import Settings
 __all__ = [
     "CHANNEL_OPTIONS",
     "WEBHOOK_PATH",
+    "QueueState",
     "TaskEnvelope",
     "TaskQueue",
     "TaskSpec",
@@ -78,6 +80,25 @@ _UNAVAILABLE = (*_RETRYABLE, gexc.RetryError)
 def dispatch_deadline_for(budget_seconds: float, margin_seconds: float, target: str) -> float:
     """The task's dispatch_deadline: the job's budget plus a margin, in Cloud Tasks' range."""
     return min(max(budget_seconds + margin_seconds, _MIN_DISPATCH), _MAX_DISPATCH[target])
+
+
+# Reading the queue for the console: short, so a page never waits on an unreachable API.
+_STATE_TIMEOUT = 2.0
+_STATE_PAGES = 5  # ListTasks pages of 1,000 counted at most; more shows as "5000+"
+_QUEUE_STATES = {1: "running", 2: "paused", 3: "disabled"}
+
+
+@dataclass(frozen=True)
+class QueueState:
+    """What the console shows of the queue; ``error`` set when Cloud Tasks could not say."""
+
+    name: str
+    state: str | None = None
+    max_dispatches_per_second: float | None = None
+    max_concurrent_dispatches: int | None = None
+    pending: int | None = None
+    pending_more: bool = False  # more tasks than were counted
+    error: str | None = None
 
 
 _ENVELOPE_KEYS = frozenset({"job_id", "type", "request_id"})
@@ -415,6 +436,52 @@ class TaskQueue:
         except gexc.GoogleAPICallError as e:
             raise EnqueueError(f"could not read task {task_name}: {e}") from e
         return True
+
+    def queue_state(self, *, timeout: float = _STATE_TIMEOUT) -> QueueState:
+        """The queue's state, rate and pending tasks, all within ``timeout``, or why not."""
+        end = time.monotonic() + timeout
+        try:
+            queue = self.client.get_queue(name=self.queue_path, retry=None, timeout=timeout)
+        except (gexc.GoogleAPICallError, gexc.RetryError) as e:
+            log.warning("cannot read queue %s: %s", self.queue_path, e)
+            code = getattr(e, "code", None)
+            return QueueState(self.queue_path, error=f"cannot reach Cloud Tasks ({code or e})")
+        pending, more = self._count_tasks(end)
+        return QueueState(
+            self.queue_path,
+            state=_QUEUE_STATES.get(int(queue.state), "unknown"),
+            max_dispatches_per_second=queue.rate_limits.max_dispatches_per_second,
+            max_concurrent_dispatches=queue.rate_limits.max_concurrent_dispatches,
+            pending=pending,
+            pending_more=more,
+        )
+
+    def _count_tasks(self, end: float) -> tuple[int | None, bool]:
+        """Tasks in the queue (Cloud Tasks v2 has no count): ListTasks pages until ``end``.
+
+        Returns the count and whether there are more than were counted; None when not
+        even the first page could be read.
+        """
+        pending, token = 0, ""
+        for _ in range(_STATE_PAGES):
+            left = end - time.monotonic()
+            if left <= 0:
+                return pending, True
+            try:
+                # One page per call: iterating the pager would fetch every page, unbounded.
+                page = self.client.list_tasks(
+                    request={"parent": self.queue_path, "page_size": 1000, "page_token": token},
+                    retry=None,
+                    timeout=left,
+                )
+            except (gexc.GoogleAPICallError, gexc.RetryError) as e:
+                log.warning("cannot list the tasks of %s: %s", self.queue_path, e)
+                return (pending, True) if token else (None, False)
+            pending += len(page.tasks)
+            token = page.next_page_token
+            if not token:
+                return pending, False
+        return pending, True
 
     def close(self) -> None:
         """Close the gRPC channel."""

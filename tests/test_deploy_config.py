@@ -387,6 +387,8 @@ def test_each_entrypoint_starts_its_app_through_gunicorn(name: str, tmp_path: Pa
     }
     if PLACEHOLDER_KEYS in env.get("OFFLOAD_API_KEYS", ""):
         env["OFFLOAD_API_KEYS"] = "ci:" + hashlib.sha256(b"ci").hexdigest()
+    if env.get("OFFLOAD_CONSOLE_SECRET_KEY") == "__CONSOLE_SECRET_KEY__":
+        env["OFFLOAD_CONSOLE_SECRET_KEY"] = "ci-console-session-key-" + "0" * 32
     scaling = scaling_of(service)
     env["OFFLOAD_PLATFORM_TIMEOUT_SECONDS"] = str(
         min(int(env.get("OFFLOAD_PLATFORM_TIMEOUT_SECONDS", 86400)), PLATFORM_TIMEOUT[scaling])

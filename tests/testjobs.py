@@ -69,6 +69,19 @@ def fanout_fail(ctx: JobContext, payload: Kids) -> list[Any]:
     return [r if not isinstance(r, Exception) else {"failed": r.job_id} for r in results]
 
 
+class Depth(BaseModel):
+    levels: int
+
+
+@job("test.deep_result", payload=Depth, deadline_seconds=5, max_attempts=2)
+def deep_result(ctx: JobContext, payload: Depth) -> object:
+    """Return a value nested ``levels`` deep (results are bounded like requests)."""
+    value: object = {}
+    for _ in range(payload.levels):
+        value = {"a": value}
+    return value
+
+
 class Mark(BaseModel):
     path: str
     gate: str | None = None

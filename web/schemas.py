@@ -35,7 +35,8 @@ class Notify(BaseModel):
 class SubmitJob(BaseModel):
     """Body of ``POST /jobs``."""
 
-    model_config = ConfigDict(extra="forbid")
+    # Strict: "10" or true is not a number of seconds (a JSON integer still is a float).
+    model_config = ConfigDict(extra="forbid", strict=True)
 
     type: str = Field(min_length=1, max_length=100, description="A registered job type.")
     payload: dict[str, Any] = Field(default_factory=dict, description="Input of the job.")
@@ -51,9 +52,9 @@ class SubmitJob(BaseModel):
 
 
 class ListQuery(BaseModel):
-    """Query string of ``GET /jobs``."""
+    """Query string of ``GET /jobs`` (validated with ``model_validate_strings``)."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", strict=True)
 
     status: str | None = Field(default=None, pattern="^(" + "|".join(STATUSES) + ")$")
     # Job type names only: a filter never carries characters a database may refuse (NUL).

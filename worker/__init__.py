@@ -5,12 +5,13 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from typing import Any
 
-from flask import Flask, Response, jsonify
+from flask import Flask
 
-from offload import fanin, webhook_dispatch
+from offload import fanin, readiness, webhook_dispatch
 from offload.enqueue import TaskQueue, dispatch_deadline_for
 from offload.errors import ConfigError
 from offload.flaskapp import base_app, get_settings, get_store
+from offload.readiness import Probe, store_check
 from offload.registry import JobType, get_registry
 from offload.settings import Settings
 from offload.slices import slice_seconds
@@ -69,7 +70,9 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
     check_timeouts(get_settings(app), get_registry(app))
     check_queues(get_settings(app), get_registry(app))
     app.extensions["offload.queues"] = declared_queues(get_settings(app), get_registry(app))
-    app.extensions["offload.auth"] = make_authenticator(get_settings(app))
+    app.extensions["offload.auth"] = make_authenticator(
+        get_settings(app), app.extensions["offload.queues"]
+    )
     app.register_blueprint(tasks.bp)
     app.register_blueprint(cron.bp)
     # Finishing a job with a notify URL creates its webhook task (and the task's route);
@@ -79,10 +82,6 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
     # A finished child's last count-down wakes its parent (offload/fanin.py).
     fanin.init_store(get_store(app), tasks_queue)
     app.register_blueprint(webhooks.bp)
-
-    @app.get("/healthz")
-    def healthz() -> Response:
-        """Liveness."""
-        return jsonify({"status": "ok"})
+    readiness.init_app(app, {"store": Probe("store", store_check(get_store(app)))})
 
     return app

@@ -10,6 +10,7 @@ from offload.errors import ConfigError
 from offload.registry import JobRegistry
 from offload.requestctx import HeaderMap
 from offload.settings import Settings
+from worker.auth import configured_queues
 
 __all__ = ["check_queues", "declared_queues", "push_queue"]
 
@@ -18,8 +19,8 @@ _QUEUE_HEADER = {"appengine": "X-AppEngine-QueueName", "http": "X-CloudTasks-Que
 
 
 def declared_queues(settings: Settings, registry: JobRegistry) -> frozenset[str]:
-    """Every queue a job of this worker is enqueued on."""
-    return registry.queues(settings.queue)
+    """Every queue a job of this worker is enqueued on: OFFLOAD_QUEUE's and the types'."""
+    return configured_queues(settings) | {t.queue for t in registry if t.queue}
 
 
 def push_queue(headers: HeaderMap, target: str) -> str:

@@ -7,6 +7,7 @@ import re
 
 from flask import Blueprint, Response, current_app, request
 
+from offload.authn import AuthError, caller_of
 from offload.enqueue import TaskEnvelope, TaskQueue
 from offload.errors import EnvelopeError, StoreError
 from offload.flaskapp import get_settings, get_store, no_content
@@ -50,16 +51,11 @@ def _task_header(target: str, name: str) -> str:
 @bp.post("/tasks/run")
 def run_task() -> Response:
     """Run the job a Cloud Tasks push names, and answer by the retry contract."""
-    auth = _authenticator().check(request.headers)
-    if auth.status:
-        log.warning("push refused (%d): %s", auth.status, auth.reason)
-        title = "Unauthorized" if auth.status == 401 else "Forbidden"
-        headers = (
-            {"WWW-Authenticate": 'Bearer realm="offload-worker"'} if auth.status == 401 else {}
-        )
-        return problem_response(
-            auth.status, title, "this endpoint only accepts Cloud Tasks pushes", headers=headers
-        )
+    try:
+        auth = _authenticator().authenticate(caller_of(request))
+    except AuthError as e:
+        log.warning("push refused (%d): %s", e.status, e.reason)
+        return problem_response(e.status, e.title, e.detail, slug=e.slug, headers=e.headers)
 
     queue = push_queue(request.headers, auth.target)
     if queue not in current_app.extensions["offload.queues"]:

@@ -22,6 +22,7 @@ from offload.errors import (
     TransientError,
     WaitingError,
 )
+from offload.jsondepth import MAX_JSON_DEPTH, too_deep
 from offload.outcomes import Action, Reason
 
 __all__ = ["Verdict", "classify_error", "classify_result", "error_record"]
@@ -73,6 +74,9 @@ def classify_error(exc: BaseException, elapsed: float) -> Verdict:
 def classify_result(result: Any, elapsed: float) -> Verdict:
     """The verdict for a handler that returned ``result``: success if JSON can hold it."""
     try:
+        # Bounded first: deeper results break pydantic's serializer and json (RecursionError).
+        if too_deep(result, MAX_JSON_DEPTH - 1) is not None:
+            raise ValueError(f"the result nests more than {MAX_JSON_DEPTH - 1} levels deep")
         if isinstance(result, BaseModel):
             result = result.model_dump(mode="json")
         json.dumps(result, allow_nan=False)

@@ -39,7 +39,7 @@ __all__ = [
 # The newest migration (offload/store/migrations/versions/): services refuse to serve on
 # a database behind it. Revisions are numbered, so "behind" is a comparison; a test
 # checks that this is the migrations' head and that the tables below match them.
-SCHEMA_REVISION = "0005"
+SCHEMA_REVISION = "0006"
 # Alembic's version table, with the project's prefix (the database may be shared).
 VERSION_TABLE = "offload_schema_version"
 
@@ -140,6 +140,8 @@ jobs = Table(
     Index("ix_offload_jobs_parent_id_id", "parent_id", "id"),
     # The reconciler finds queued jobs whose wake-up is due for a look.
     Index("ix_offload_jobs_status_wakeup_due", "status", "wakeup_due_at"),
+    # The console finds the jobs of one request (a client quotes its X-Request-ID).
+    Index("ix_offload_jobs_request_id", "request_id"),
 )
 
 attempts = Table(

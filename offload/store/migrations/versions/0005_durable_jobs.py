@@ -1,7 +1,7 @@
 """Durable jobs: the steps table, checkpoints, the run counter, the runs of the attempt log.
 
-Revision ID: 0004
-Revises: 0003
+Revision ID: 0005
+Revises: 0004
 Create Date: 2026-12-01 22:27:58.859852
 """
 
@@ -12,8 +12,8 @@ from alembic import op
 
 from offload.store import schema
 
-revision = "0004"
-down_revision = "0003"
+revision = "0005"
+down_revision = "0004"
 branch_labels = None
 depends_on = None
 
