@@ -44,6 +44,16 @@ queue:
     min_backoff_seconds: 0.2
     max_backoff_seconds: 1
     max_doublings: 2
+- name: offload-reports
+  target: worker
+  rate: 50/s
+  bucket_size: 10
+  max_concurrent_requests: 4
+  retry_parameters:
+    task_retry_limit: 10
+    min_backoff_seconds: 0.2
+    max_backoff_seconds: 1
+    max_doublings: 2
 """
 
 # As production's queue.yaml: retrying goes on until the age limit too, so a job whose
