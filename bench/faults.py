@@ -43,7 +43,7 @@ import sqlalchemy
 from bench.common import gunicorn_children
 from bench.faultjobs import MARKS_VARIABLE
 from offload.slices import LEASE_MARGIN_SECONDS
-from tests.processes import LOCATION, PROJECT, QUEUE, TEST_QUEUE_YAML, Proc, Stack, tcp_open
+from tests.processes import LASTING_QUEUE_YAML, LOCATION, PROJECT, QUEUE, Proc, Stack, tcp_open
 
 __all__ = ["Figures", "Scale", "run_suite"]
 
@@ -163,10 +163,15 @@ class Harness:
         self.stack = Stack(tmp=tmp, env=env)
         self._restarts = 0
         try:
-            self.stack.start_emulator(TEST_QUEUE_YAML, "--data-file", str(tmp / "emulator.sqlite3"))
+            # Retries for 10 minutes, as production's queue.yaml: a push retried while a
+            # killed run's lease holds the job must outlast the lease.
+            self.stack.start_emulator(
+                LASTING_QUEUE_YAML, "--data-file", str(tmp / "emulator.sqlite3")
+            )
             # gunicorn's timeout follows the slice; a killed run's lease follows from it.
             self.stack.start_service("worker", processes=2, timeout=worker_timeout)
             self.stack.start_service("web", processes=2, timeout=30)
+            self._start_reconciler()
         except BaseException:
             self.stack.stop()
             raise
@@ -205,6 +210,13 @@ class Harness:
 
     def signal_emulator(self, sig: int) -> None:
         os.killpg(self.emulator().pid, sig)
+
+    def _start_reconciler(self) -> None:
+        """The reconciler, as make run and cron.yaml run it (every 5 s here)."""
+        argv = [sys.executable, "-m", "offload.cli", "jobs", "reconcile", "--every", "5"]
+        self.stack.procs["reconciler"] = Proc(
+            "reconciler", argv, self.stack.env, self.tmp / "reconciler.out"
+        )
 
     def wait_healthy(self, bound: float = 60) -> None:
         """web answers /healthz and both services have all their processes again.

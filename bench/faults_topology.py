@@ -20,7 +20,6 @@ written after its work), so it is the runs after a handler had succeeded.
 from __future__ import annotations
 
 import argparse
-import importlib.util
 import os
 import secrets
 import sys
@@ -54,7 +53,7 @@ from bench.faults import (
     _wait,
     log,
 )
-from tests.processes import LASTING_QUEUE_YAML, LOCATION, PROJECT, QUEUE, Proc, Stack
+from tests.processes import LASTING_QUEUE_YAML, LOCATION, PROJECT, QUEUE, Stack
 
 __all__ = ["TopologyFigures", "run_topology", "topology_table"]
 
@@ -132,15 +131,6 @@ class TopologyHarness(Harness):
         self.engine = sqlalchemy.create_engine(observer, pool_pre_ping=True)
         self.session_local = threading.local()
         self.tasks = self.stack.tasks_client()
-
-    def _start_reconciler(self) -> None:
-        """The reconciler, as cron.yaml runs it (every 5 s here), where the code has one."""
-        if importlib.util.find_spec("offload.outbox") is None:
-            return
-        argv = [sys.executable, "-m", "offload.cli", "jobs", "reconcile", "--every", "5"]
-        self.stack.procs["reconciler"] = Proc(
-            "reconciler", argv, self.stack.env, self.tmp / "reconciler.out"
-        )
 
     def wait_healthy(self, bound: float = 60) -> None:
         """Every instance answers and has all its processes."""
