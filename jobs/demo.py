@@ -139,13 +139,17 @@ def _demo_dir() -> Path:
     return folder
 
 
-def _long_step(record: str, index: int, seconds: float, ctx: JobContext) -> dict[str, int]:
+def _long_step(
+    record: str, index: int, steps: int, seconds: float, ctx: JobContext
+) -> dict[str, int]:
     # One line per real execution of the body, written before the work: a step that a
     # kill interrupts and that runs again shows up twice, whatever the framework says.
     with open(record, "a", encoding="utf-8") as f:
         f.write(f"{index} {ctx.run_number}\n")
     ctx.logger.info("step %d running", index)
     time.sleep(seconds)
+    # Reported from the body: a later run that replays stored steps moves no progress back.
+    ctx.progress((index + 1) / steps, f"step {index + 1} of {steps}")
     return {"step": index}
 
 
@@ -156,8 +160,7 @@ def long_steps(ctx: JobContext, payload: LongPayload) -> dict[str, Any]:
     for i in range(payload.steps):
         # A step boundary: a finished step returns its stored result at once, and when
         # the run's slice is nearly spent the job continues in a new request here.
-        ctx.step(str(i), _long_step, str(record), i, payload.step_seconds, ctx)
-        ctx.progress((i + 1) / payload.steps, f"step {i + 1} of {payload.steps}")
+        ctx.step(str(i), _long_step, str(record), i, payload.steps, payload.step_seconds, ctx)
     counts = {str(i): 0 for i in range(payload.steps)}
     for line in record.read_text(encoding="utf-8").splitlines():
         index = line.split(" ", 1)[0]

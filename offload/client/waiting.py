@@ -87,7 +87,8 @@ class _Watch:
             progress = Progress.from_dict(data.get("progress", data))
             if progress is not None:
                 changes["progress"] = progress
-        if isinstance(data.get("status"), str):
+        # Only a status event names the job's status (a step event carries the step's).
+        if sse.event == "status" and isinstance(data.get("status"), str):
             changes["status"] = data["status"]
             changes["reason"] = data.get("reason", self.job.reason)
         if isinstance(data.get("cancel_requested"), bool):
