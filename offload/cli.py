@@ -34,6 +34,41 @@ def _logs(args: argparse.Namespace) -> int:
     return logs_main(args)
 
 
+def _reconcile(args: argparse.Namespace) -> int:
+    import json
+    import signal
+    import threading
+
+    from offload.enqueue import TaskQueue
+    from offload.logs import configure_logging_from
+    from offload.outbox import Reconciler
+    from offload.store import JobStore
+
+    settings = load_settings()
+    configure_logging_from("reconciler", settings)
+    store = JobStore(
+        settings.database_url.get_secret_value(),
+        pool_size=1,
+        retry_seconds=settings.store_retry_seconds,
+        application_name="offload-reconciler",
+    )
+    store.check_schema()
+    tasks = TaskQueue(settings)
+    reconciler = Reconciler(store, tasks, settings)
+    try:
+        if args.every is None:
+            print(json.dumps(reconciler.run_once().as_dict()))
+            return 0
+        stop = threading.Event()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            signal.signal(sig, lambda _n, _f: stop.set())
+        reconciler.run_forever(args.every, stop)
+        return 0
+    finally:
+        tasks.close()
+        store.dispose()
+
+
 def _database_url() -> str:
     return load_settings().database_url.get_secret_value()
 
@@ -176,6 +211,17 @@ def build_parser() -> argparse.ArgumentParser:
         "--older-than", type=int, metavar="SECONDS", help="default: OFFLOAD_JOB_RETENTION_SECONDS"
     )
     expire.set_defaults(func=_expire)
+    reconcile = jobs_sub.add_parser(
+        "reconcile",
+        help="enqueue again every unfinished job whose Cloud Task was never created or is gone",
+    )
+    reconcile.add_argument(
+        "--every",
+        type=float,
+        metavar="SECONDS",
+        help="keep running, one pass every SECONDS (make run does this); default: one pass",
+    )
+    reconcile.set_defaults(func=_reconcile)
     keys = sub.add_parser("keys", help="API keys").add_subparsers(dest="keys", required=True)
     new = keys.add_parser("new", help="make an API key and its OFFLOAD_API_KEYS entry")
     new.add_argument("name", help="who the key is for (shown as key:NAME)")

@@ -1,4 +1,4 @@
-"""``offload run``: the whole system on one machine (emulator, web, worker).
+"""``offload run``: the whole system on one machine (emulator, web, worker, reconciler).
 
 Each process's lines are printed with its name in front; Ctrl-C (or SIGTERM) stops all
 three and waits for them, and if one of them dies the others are stopped too.
@@ -21,7 +21,13 @@ from offload.settings import Settings
 
 __all__ = ["ProcessSpec", "Supervisor", "local_processes", "render_line"]
 
-_COLOURS = {"emulator": "\033[35m", "web": "\033[36m", "worker": "\033[33m", "front": "\033[32m"}
+_COLOURS = {
+    "emulator": "\033[35m",
+    "web": "\033[36m",
+    "worker": "\033[33m",
+    "front": "\033[32m",
+    "reconciler": "\033[34m",
+}
 
 
 @dataclass(frozen=True)
@@ -131,6 +137,10 @@ def local_processes(settings: Settings) -> list[ProcessSpec]:
                 shared_env,
             )
         )
+    # The reconciler, as cron.yaml runs it on App Engine, only more often.
+    every = str(settings.reconcile_interval_seconds)
+    reconcile = [py, "-m", "offload.cli", "jobs", "reconcile", "--every", every]
+    specs.append(ProcessSpec("reconciler", reconcile, shared_env))
     return specs
 
 

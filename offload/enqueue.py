@@ -10,6 +10,7 @@ from __future__ import annotations
 import datetime as dt
 import json
 import logging
+import threading
 from collections.abc import Mapping
 from typing import Any
 
@@ -20,11 +21,12 @@ from google.cloud import tasks_v2
 from google.cloud.tasks_v2.services.cloud_tasks.transports import CloudTasksGrpcTransport
 from google.protobuf import duration_pb2, timestamp_pb2
 
-from offload.errors import ConfigError, EnqueueError, EnvelopeError
+from offload.breaker import HALF_OPEN, CircuitBreaker
+from offload.errors import CloudTasksUnavailableError, ConfigError, EnqueueError, EnvelopeError
 from offload.ids import is_job_id
 from offload.settings import Settings
 
-__all__ = ["WEBHOOK_PATH", "TaskEnvelope", "TaskQueue", "dispatch_deadline_for"]
+__all__ = ["CHANNEL_OPTIONS", "WEBHOOK_PATH", "TaskEnvelope", "TaskQueue", "dispatch_deadline_for"]
 
 log = logging.getLogger(__name__)
 
@@ -34,6 +36,29 @@ _MAX_DISPATCH = {"appengine": 24 * 3600.0 + 15.0, "http": 30 * 60.0}
 # The worker route that sends one webhook delivery (worker/webhooks.py).
 WEBHOOK_PATH = "/tasks/webhook"
 _RETRYABLE = (gexc.ServiceUnavailable, gexc.DeadlineExceeded, gexc.InternalServerError)
+
+# Why an enqueue used to give up while Cloud Tasks was back: after a lost connection
+# gRPC waits 1 s, 1.6 s, 2.6 s, 4.1 s ... (jittered) between reconnect attempts, and an
+# RPC made meanwhile fails at once with UNAVAILABLE; the retry spent its budget on such
+# instant failures and gave up before the next reconnect. Reconnect attempts at most a
+# second apart, and waitForReady (the service config's own switch) so that an RPC waits
+# for the connection within its deadline instead of failing fast.
+_SERVICE_CONFIG = {
+    "methodConfig": [
+        {"name": [{"service": "google.cloud.tasks.v2.CloudTasks"}], "waitForReady": True}
+    ]
+}
+CHANNEL_OPTIONS: list[tuple[str, Any]] = [
+    ("grpc.initial_reconnect_backoff_ms", 100),
+    ("grpc.min_reconnect_backoff_ms", 100),
+    ("grpc.max_reconnect_backoff_ms", 1000),
+    ("grpc.service_config", json.dumps(_SERVICE_CONFIG)),
+    ("grpc.max_send_message_length", -1),
+    ("grpc.max_receive_message_length", -1),
+]
+# Errors that say Cloud Tasks is unreachable (the breaker counts them); any other answer
+# means it is up, even a refusal.
+_UNAVAILABLE = (*_RETRYABLE, gexc.RetryError)
 
 
 def dispatch_deadline_for(budget_seconds: float, margin_seconds: float, target: str) -> float:
@@ -98,16 +123,25 @@ class TaskQueue:
             raise ConfigError(
                 "HTTP targets need OFFLOAD_WORKER_URL and OFFLOAD_TASK_SERVICE_ACCOUNT"
             )
+        self.probe_timeout = min(settings.breaker_probe_timeout_seconds, self.timeout)
+        # Read by web's readiness check: closed, open or half-open.
+        self.breaker = CircuitBreaker(
+            failure_threshold=settings.breaker_failure_threshold,
+            reset_seconds=settings.breaker_reset_seconds,
+        )
         emulator = settings.tasks_emulator_host
         self._channel: grpc.Channel | None = None
         if client is not None:
             self.client = client
-        elif emulator:
-            self._channel = grpc.insecure_channel(emulator)
+        else:
+            if emulator:
+                self._channel = grpc.insecure_channel(emulator, options=CHANNEL_OPTIONS)
+            else:
+                self._channel = CloudTasksGrpcTransport.create_channel(
+                    "cloudtasks.googleapis.com:443", options=CHANNEL_OPTIONS
+                )
             transport = CloudTasksGrpcTransport(channel=self._channel)
             self.client = tasks_v2.CloudTasksClient(transport=transport)
-        else:
-            self.client = tasks_v2.CloudTasksClient()
         self.queue_path = self.client.queue_path(
             project=settings.project_id, location=settings.location, queue=settings.queue
         )
@@ -165,16 +199,46 @@ class TaskQueue:
             stamp.FromDatetime(schedule_time)
             task.schedule_time = stamp
         try:
-            self.client.create_task(
-                parent=self.queue_path, task=task, retry=self._retry, timeout=self.timeout
-            )
+            self._call(self.client.create_task, parent=self.queue_path, task=task)
         except gexc.AlreadyExists:
             log.info("task %s already exists: an earlier enqueue of this job succeeded", name)
         except gexc.GoogleAPICallError as e:
             raise EnqueueError(f"Cloud Tasks refused the task: {e.code} {e.message}") from e
-        except gexc.RetryError as e:
-            raise EnqueueError(f"Cloud Tasks did not answer within {self.timeout:g}s") from e
         return name
+
+    def _call(self, method: Any, **kwargs: Any) -> Any:
+        """One RPC through the breaker: refused at once while Cloud Tasks is known down."""
+        state = self.breaker.allow()
+        if state is None:
+            raise CloudTasksUnavailableError("Cloud Tasks is unreachable (circuit open)")
+        if state == HALF_OPEN:
+            # The trial after an outage runs in the background with a short timeout, so no
+            # request waits on a Cloud Tasks that may still be dead; this caller's work is
+            # left to the reconciler (if the trial made its task, that is ALREADY_EXISTS).
+            threading.Thread(
+                target=self._attempt,
+                args=(method, self.probe_timeout),
+                kwargs=kwargs,
+                name="offload-breaker-trial",
+                daemon=True,
+            ).start()
+            raise CloudTasksUnavailableError("Cloud Tasks was unreachable; trying it again")
+        return self._attempt(method, self.timeout, **kwargs)
+
+    def _attempt(self, method: Any, timeout: float, **kwargs: Any) -> Any:
+        retry = self._retry.with_timeout(timeout)
+        try:
+            result = method(retry=retry, timeout=timeout, **kwargs)
+        except _UNAVAILABLE as e:
+            self.breaker.record_failure()
+            raise CloudTasksUnavailableError(
+                f"Cloud Tasks did not answer within {timeout:g}s: {type(e).__name__}"
+            ) from e
+        except BaseException:
+            self.breaker.record_success()  # it answered, if only to refuse
+            raise
+        self.breaker.record_success()
+        return result
 
     def enqueue_webhook(self, *, task_id: str, delivery_id: str, headers: Mapping[str, str]) -> str:
         """Create the task that sends one webhook delivery (the worker signs at send time)."""
@@ -186,11 +250,21 @@ class TaskQueue:
     def delete(self, task_name: str) -> bool:
         """Delete a task; False when it no longer exists (ran or was deleted already)."""
         try:
-            self.client.delete_task(name=task_name, retry=self._retry, timeout=self.timeout)
+            self._call(self.client.delete_task, name=task_name)
         except gexc.NotFound:
             return False
-        except (gexc.GoogleAPICallError, gexc.RetryError) as e:
+        except gexc.GoogleAPICallError as e:
             raise EnqueueError(f"could not delete task {task_name}: {e}") from e
+        return True
+
+    def exists(self, task_name: str) -> bool:
+        """Whether Cloud Tasks holds this task (False once it ran, was deleted or lost)."""
+        try:
+            self._call(self.client.get_task, name=task_name)
+        except gexc.NotFound:
+            return False
+        except gexc.GoogleAPICallError as e:
+            raise EnqueueError(f"could not read task {task_name}: {e}") from e
         return True
 
     def close(self) -> None:

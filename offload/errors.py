@@ -9,6 +9,7 @@ from __future__ import annotations
 
 __all__ = [
     "CancelledError",
+    "CloudTasksUnavailableError",
     "ConfigError",
     "DeadlineExceededError",
     "EnqueueError",
@@ -35,6 +36,10 @@ class StoreError(OffloadError):
 
 class EnqueueError(OffloadError):
     """Cloud Tasks did not accept the task; the submission may be retried later."""
+
+
+class CloudTasksUnavailableError(EnqueueError):
+    """Cloud Tasks did not answer in time, or is known to be down (the circuit is open)."""
 
 
 class EnvelopeError(OffloadError):

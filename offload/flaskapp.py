@@ -36,7 +36,10 @@ def base_app(import_name: str, service: str, overrides: Mapping[str, Any] | None
     )
 
     store = JobStore(
-        settings.database_url.get_secret_value(), pool_size=settings.database_pool_size
+        settings.database_url.get_secret_value(),
+        pool_size=settings.database_pool_size,
+        retry_seconds=settings.store_retry_seconds,
+        application_name=f"offload-{service}",
     )
     store.check_schema()
     app.extensions["offload.store"] = store

@@ -50,10 +50,14 @@ def is_job_id(value: str) -> bool:
     return bool(_JOB_ID.match(value))
 
 
-def task_id_for(job_id: str) -> str:
-    """The Cloud Tasks task id of a job: stable, so a retried enqueue is deduplicated.
+def task_id_for(job_id: str, number: int = 0) -> str:
+    """The Cloud Tasks task id of a job's wake-up ``number``: stable, so a retried enqueue
+    is deduplicated (``ALREADY_EXISTS``), never a second task.
 
     A short hash goes first because Cloud Tasks advises against sequential task names
-    (time-ordered ids would concentrate load on one key range).
+    (time-ordered ids would concentrate load on one key range). Cloud Tasks keeps the
+    name of a task that ran or was deleted reserved for hours, so a wake-up made again
+    after its task vanished takes the next number.
     """
-    return hashlib.sha256(job_id.encode()).hexdigest()[:8] + "-" + job_id
+    prefix = hashlib.sha256(job_id.encode()).hexdigest()[:8] + "-" + job_id
+    return prefix if number == 0 else f"{prefix}-{number}"

@@ -165,6 +165,59 @@ class Settings(BaseSettings):
         gt=0,
         description="Total time budget of one CreateTask call, retries included.",
     )
+    breaker_failure_threshold: int = Field(
+        1,
+        ge=1,
+        description=(
+            "Cloud Tasks calls in a row that must fail (no answer in time) before web stops "
+            "waiting on it: submits are then recorded with their wake-up pending."
+        ),
+    )
+    breaker_reset_seconds: float = Field(
+        2.0,
+        gt=0,
+        description="How long the circuit stays open before one trial call to Cloud Tasks.",
+    )
+    breaker_probe_timeout_seconds: float = Field(
+        1.0,
+        gt=0,
+        description=(
+            "Time budget of that trial call (a healthy Cloud Tasks answers in milliseconds)."
+        ),
+    )
+    reconcile_grace_seconds: float = Field(
+        30.0,
+        ge=0,
+        description=(
+            "A job's wake-up not yet seen in Cloud Tasks is looked for after this long (above "
+            "the enqueue budget); a dead run's task after its lease plus this."
+        ),
+    )
+    reconcile_recheck_seconds: float = Field(
+        60.0,
+        gt=0,
+        description=(
+            "How often the reconciler checks that a queued job's task is still in Cloud Tasks."
+        ),
+    )
+    reconcile_interval_seconds: float = Field(
+        5.0,
+        gt=0,
+        description="`make run`: seconds between two reconciler passes (production: cron.yaml).",
+    )
+    reconcile_batch: int = Field(
+        1000,
+        ge=1,
+        description="Most jobs one reconciler pass looks at.",
+    )
+    store_retry_seconds: float = Field(
+        10.0,
+        ge=0,
+        description=(
+            "How long the worker retries a store call on a fresh connection when the store "
+            "connection drops (claim, reads, the final write)."
+        ),
+    )
     dispatch_margin_seconds: float = Field(
         15.0,
         ge=0,

@@ -86,8 +86,8 @@ def test_run_starts_all_three_runs_a_job_and_ctrl_c_leaves_nothing(tmp_path: Pat
         out.close()
     output = (tmp_path / "run.out").read_text()
     assert code == 0, output
-    for name in ("emulator", "web", "worker"):
-        assert f"{name.ljust(8)} | " in output
-        assert f"{name.ljust(8)} | stopped" in output
+    for name in ("emulator", "web", "worker", "reconciler"):
+        assert f"{name.ljust(10)} | " in output
+        assert f"{name.ljust(10)} | stopped" in output
     assert "job " in output and "accepted" in output
     assert not [pid for pid in family if _alive(pid)], output

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import threading
 import time
 from collections.abc import Iterator
@@ -67,13 +68,53 @@ def test_same_idempotency_key_returns_the_first_job(store: JobStore) -> None:
     assert second.id == first.id
 
 
-def test_enqueue_failure_ends_the_job_and_frees_its_key(store: JobStore) -> None:
-    job, _ = store.insert(new_job(key="k2"))
-    store.mark_enqueue_failed(job.id, "emulator down")
-    failed = store.get(job.id)
-    assert failed is not None and (failed.status, failed.reason) == (FAILED, "enqueue_failed")
-    retry, created = store.insert(new_job(key="k2"))
-    assert created and retry.id != job.id
+def test_a_job_is_recorded_with_its_wakeup_due_after_the_grace(store: JobStore) -> None:
+    job, _ = store.insert(new_job(wakeup_grace_seconds=30.0))
+    assert (job.wakeup, job.wakeup_number) == ("enqueuing", 0)
+    assert store.due_wakeups(now=utcnow(), limit=10) == []
+    later = utcnow() + dt.timedelta(seconds=31)
+    assert [j.id for j in store.due_wakeups(now=later, limit=10)] == [job.id]
+
+
+def test_a_pending_wakeup_is_due_at_once_and_renewed_once(store: JobStore) -> None:
+    job, _ = store.insert(new_job())
+    store.mark_wakeup_pending(job.id)
+    due = store.due_wakeups(now=utcnow(), limit=10)
+    assert [(j.id, j.wakeup) for j in due] == [(job.id, "pending")]
+    assert due[0].to_resource()["wakeup"] == "pending"
+    renewed = store.renew_wakeup(job.id, number=0, task_name="q/tasks/x-1", now=utcnow())
+    assert renewed is not None and (renewed.wakeup_number, renewed.task_name) == (1, "q/tasks/x-1")
+    # A second reconciler that read the same row renews nothing.
+    assert store.renew_wakeup(job.id, number=0, task_name="q/tasks/x-1b", now=utcnow()) is None
+    later = utcnow() + dt.timedelta(seconds=60)
+    assert store.confirm_wakeup(job.id, number=1, next_look=later)
+    stored = store.get(job.id)
+    assert stored is not None and stored.to_resource()["wakeup"] == "enqueued"
+    assert store.due_wakeups(now=utcnow(), limit=10) == []
+
+
+def test_a_finished_job_has_no_wakeup_to_renew(store: JobStore) -> None:
+    job, _ = store.insert(new_job())
+    store.cancel(job.id)
+    assert store.renew_wakeup(job.id, number=0, task_name="n", now=utcnow()) is None
+    assert store.due_wakeups(now=utcnow() + dt.timedelta(hours=1), limit=10) == []
+
+
+def test_only_a_run_whose_lease_ran_out_is_renewed(store: JobStore) -> None:
+    job, _ = store.insert(new_job())
+    assert store.claim(job.id, attempt=1, lease_seconds=60).won
+    soon = utcnow() + dt.timedelta(seconds=5)
+    assert store.dead_runs(lease_expired_before=soon, limit=10) == []
+    assert (
+        store.renew_wakeup(job.id, number=0, task_name="n", now=utcnow(), lease_expired_before=soon)
+        is None
+    )
+    past_lease = utcnow() + dt.timedelta(seconds=61)
+    assert [j.id for j in store.dead_runs(lease_expired_before=past_lease, limit=10)] == [job.id]
+    renewed = store.renew_wakeup(
+        job.id, number=0, task_name="n", now=utcnow(), lease_expired_before=past_lease
+    )
+    assert renewed is not None and (renewed.status, renewed.wakeup_number) == (RUNNING, 1)
 
 
 def test_list_pages_newest_first_and_filters(store: JobStore) -> None:

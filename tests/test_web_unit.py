@@ -79,7 +79,10 @@ def test_unexpected_exception_is_500_problem_without_a_stack_trace(web_app: Flas
     assert b"secret internals" not in r.data and b"Traceback" not in r.data
 
 
-def test_enqueue_failure_is_503_with_retry_after_and_no_queued_job(tmp_path: object) -> None:
+def test_cloud_tasks_unreachable_records_the_job_pending_and_stops_waiting(
+    tmp_path: object,
+) -> None:
+    import time
     from pathlib import Path
 
     from tests.conftest import app_config, free_port
@@ -89,15 +92,40 @@ def test_enqueue_failure_is_503_with_retry_after_and_no_queued_job(tmp_path: obj
         app_config(
             Path(str(tmp_path)),
             ENQUEUE_TIMEOUT_SECONDS=0.5,
+            BREAKER_RESET_SECONDS=60,
             TASKS_EMULATOR_HOST=f"127.0.0.1:{free_port()}",
         )
     )
+    client = app.test_client()
+    r = client.post("/jobs", json={"type": "demo.echo"})
+    assert r.status_code == 202 and r.get_json()["wakeup"] == "pending"
+    assert app.extensions["offload.tasks"].breaker.state == "open"
+    started = time.monotonic()
+    second = client.post("/jobs", json={"type": "demo.echo"})
+    assert second.status_code == 202 and second.get_json()["wakeup"] == "pending"
+    assert time.monotonic() - started < 0.4  # the open circuit does not wait 0.5 s
+    jobs = client.get("/jobs").get_json()["jobs"]
+    assert [(j["status"], j["wakeup"]) for j in jobs] == [("queued", "pending")] * 2
+    # Cancel still works: the job is cancelled in the store, its (absent) task not awaited.
+    assert client.delete(f"/jobs/{jobs[0]['id']}").status_code == 204
+    app.extensions["offload.tasks"].close()
+
+
+def test_a_store_that_cannot_record_the_job_is_503(tmp_path: object) -> None:
+    from pathlib import Path
+
+    from tests.conftest import app_config
+    from web import create_app
+
+    app = create_app(app_config(Path(str(tmp_path))))
+    store: JobStore = app.extensions["offload.store"]
+    with store.engine.begin() as conn:
+        conn.exec_driver_sql("DROP TABLE offload_attempts")
+        conn.exec_driver_sql("DROP TABLE offload_jobs")
     r = app.test_client().post("/jobs", json={"type": "demo.echo"})
     assert r.status_code == 503 and r.headers["Retry-After"]
     assert r.headers["Content-Type"] == "application/problem+json"
-    jobs = app.test_client().get("/jobs").get_json()["jobs"]
-    assert [(j["status"], j["reason"]) for j in jobs] == [("failed", "enqueue_failed")]
-    assert app.test_client().get("/jobs?status=queued").get_json()["jobs"] == []
+    app.extensions["offload.tasks"].close()
 
 
 def test_hosted_defaults_use_real_cloud_tasks_and_no_log_files() -> None:

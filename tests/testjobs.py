@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import time
 
 from pydantic import BaseModel
@@ -30,3 +31,21 @@ def stubborn(ctx: JobContext, payload: Seconds) -> None:
 def stuck(ctx: JobContext, payload: Seconds) -> int:
     """Spin inside one C call (sum over a huge range): no signal handler runs meanwhile."""
     return sum(range(10**13))
+
+
+class Mark(BaseModel):
+    path: str
+    gate: str | None = None
+
+
+@job("test.mark", payload=Mark, deadline_seconds=10, max_attempts=3)
+def mark(ctx: JobContext, payload: Mark) -> dict[str, bool]:
+    """Append the job's id to a file each time its body runs, then wait for the gate file.
+
+    The tests count runs from this file, not from what the framework says it did.
+    """
+    with open(payload.path, "a") as f:
+        f.write(ctx.job_id + "\n")  # one short write: lines of several processes never mix
+    while payload.gate and not os.path.exists(payload.gate):
+        time.sleep(0.05)  # DeadlineExceededError ends a gate that never opens
+    return {"ok": True}

@@ -7,20 +7,24 @@ import hashlib
 import json
 import logging
 import re
+from dataclasses import replace
 from typing import Any
 
 from flask import Blueprint, Response, current_app, jsonify, request, url_for
 from pydantic import ValidationError
+from sqlalchemy.exc import SQLAlchemyError
 
-from offload.enqueue import TaskEnvelope, TaskQueue
-from offload.errors import EnqueueError
+from offload.enqueue import TaskQueue
+from offload.errors import EnqueueError, StoreError
 from offload.flaskapp import get_settings, get_store, no_content
 from offload.ids import is_job_id, new_job_id, task_id_for
 from offload.logs import log_context
+from offload.outbox import enqueue_job
 from offload.problems import ProblemError, validation_errors
 from offload.registry import JobType, get_registry
 from offload.requestctx import current_request_id, current_trace
 from offload.store import CANCELLED, FAILED, Job, NewJob, utcnow
+from offload.store.models import WAKEUP_ENQUEUING, WAKEUP_PENDING
 from web.longpoll import long_poll, wait_seconds
 from web.notify import notify_url
 from web.schemas import ListQuery, SubmitJob
@@ -159,8 +163,7 @@ def submit_job() -> Response:
             )
         log.info("idempotent repeat of job %s", job.id, extra={"labels": {"job_id": job.id}})
         return _job_response(job, 200)
-    _enqueue(job)
-    return _job_response(job, 202)
+    return _job_response(_wake(job), 202)
 
 
 def _record(
@@ -185,53 +188,63 @@ def _record(
         )
     job_id = new_job_id()
     scheduled_at = utcnow() + dt.timedelta(seconds=delay_seconds) if delay_seconds else None
-    return get_store(current_app).insert(
-        NewJob(
-            id=job_id,
-            type=job_type.name,
-            payload=payload,
-            request_id=current_request_id(),
-            trace=current_trace().trace_id,
-            max_attempts=job_type.max_attempts,
-            deadline_seconds=deadline_seconds,
-            task_name=_tasks().task_name(task_id_for(job_id)),
-            scheduled_at=scheduled_at,
-            owner=current_principal().name,
-            idempotency_key=idempotency_key,
-            request_hash=request_hash,
-            resubmit_of=resubmit_of,
-            notify_url=notify_url,
-        )
-    )
-
-
-def _enqueue(job: Job) -> None:
-    """Create the job's Cloud Task; if that fails, end the job and answer 503."""
-    with log_context(job_id=job.id, job_type=job.type):
-        try:
-            _tasks().enqueue(
-                task_id=task_id_for(job.id),
-                envelope=TaskEnvelope.make(
-                    job_id=job.id, job_type=job.type, request_id=job.request_id
-                ),
-                headers={
-                    "X-Request-ID": job.request_id,
-                    "traceparent": current_trace().traceparent(),
-                },
-                budget_seconds=job.deadline_seconds,
-                schedule_time=job.scheduled_at,
+    # Cloud Tasks known down: record the wake-up as pending and answer without waiting.
+    wakeup = WAKEUP_PENDING if _tasks().breaker.is_open() else WAKEUP_ENQUEUING
+    try:
+        return get_store(current_app).insert(
+            NewJob(
+                id=job_id,
+                type=job_type.name,
+                payload=payload,
+                request_id=current_request_id(),
+                trace=current_trace().trace_id,
+                max_attempts=job_type.max_attempts,
+                deadline_seconds=deadline_seconds,
+                task_name=_tasks().task_name(task_id_for(job_id)),
+                scheduled_at=scheduled_at,
+                owner=current_principal().name,
+                idempotency_key=idempotency_key,
+                request_hash=request_hash,
+                resubmit_of=resubmit_of,
+                notify_url=notify_url,
+                wakeup=wakeup,
+                wakeup_grace_seconds=get_settings(current_app).reconcile_grace_seconds,
             )
+        )
+    except (StoreError, SQLAlchemyError) as e:
+        # The one case a submission is refused for an outage: nothing could be recorded.
+        log.warning("job store cannot record a job: %s", type(e).__name__)
+        raise ProblemError(
+            503,
+            "Service Unavailable",
+            "the job store cannot record the job right now; nothing was recorded, try again",
+            slug="store-unavailable",
+            headers={"Retry-After": "5"},
+        ) from e
+
+
+def _wake(job: Job) -> Job:
+    """Create the recorded job's Cloud Task; if Cloud Tasks is down, leave it pending.
+
+    The job is in the store with its wake-up either way, so the answer is 202: the
+    reconciler creates the task of a pending job once Cloud Tasks is back.
+    """
+    with log_context(job_id=job.id, job_type=job.type):
+        if job.wakeup == WAKEUP_PENDING:
+            log.warning("job %s accepted, wake-up pending: Cloud Tasks is unreachable", job.id)
+            return job
+        try:
+            enqueue_job(_tasks(), job, traceparent=current_trace().traceparent())
         except EnqueueError as e:
-            get_store(current_app).mark_enqueue_failed(job.id, str(e))
-            log.warning("enqueue failed, job %s marked failed: %s", job.id, e)
-            raise ProblemError(
-                503,
-                "Service Unavailable",
-                "the job queue did not accept the job; nothing was enqueued, try again",
-                slug="enqueue-failed",
-                headers={"Retry-After": "5"},
-            ) from e
+            log.warning("job %s accepted, wake-up pending: %s", job.id, e)
+            try:
+                get_store(current_app).mark_wakeup_pending(job.id)
+            except (StoreError, SQLAlchemyError) as store_error:
+                # Still enqueuing in the store: the reconciler looks for it after its grace.
+                log.warning("could not mark job %s pending: %s", job.id, store_error)
+            return replace(job, wakeup=WAKEUP_PENDING)
         log.info("job %s accepted (%s), task %s created", job.id, job.type, job.task_name)
+        return job
 
 
 def visible_job(job_id: str) -> Job:
@@ -310,7 +323,10 @@ def cancel_job(job_id: str) -> Response:
         if outcome.outcome == "requested":
             log.info("cancel requested for running job %s", job.id)
             return _job_response(job, 202)
-        if job.task_name:
+        if job.task_name and _tasks().breaker.is_open():
+            # Not worth a wait on a dead Cloud Tasks: a late delivery is answered 204 unrun.
+            log.warning("job %s cancelled; Cloud Tasks unreachable, its task is left", job.id)
+        elif job.task_name:
             try:
                 deleted = _tasks().delete(job.task_name)
             except EnqueueError as e:
@@ -346,8 +362,7 @@ def resubmit_job(job_id: str) -> Response:
         resubmit_of=old.id,
         notify_url=old.notify_url,
     )
-    _enqueue(job)
-    return _job_response(job, 202)
+    return _job_response(_wake(job), 202)
 
 
 @bp.get("/healthz")

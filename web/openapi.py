@@ -47,8 +47,9 @@ def _problems(*codes: int) -> dict[str, Any]:
         413: "Body or payload too large",
         415: "Not JSON",
         422: "Validation failed (see errors)",
-        503: "The queue did not accept the job, or the instance has its share of open "
-        "streams; retry after Retry-After",
+        503: "The job store could not record the job (nothing was recorded), or the "
+        "instance has its share of open streams; retry after Retry-After. An unreachable "
+        "Cloud Tasks is no error: the job is accepted with its wake-up pending",
     }
     return {
         str(c): {"description": titles[c], "content": _PROBLEM, "headers": _HEADERS} for c in codes

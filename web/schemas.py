@@ -124,7 +124,7 @@ class JobResource(BaseModel):
     reason: str | None = Field(
         description="why it ended or was requeued: deadline_exceeded, permanent_error, "
         "transient_error, error, max_attempts_exceeded, invalid_payload, unknown_job_type, "
-        "enqueue_failed, cancelled_by_client ..."
+        "cancelled_by_client ..."
     )
     payload: dict[str, Any]
     result: Any = Field(description="what the job returned (JSON), once succeeded")
@@ -136,6 +136,11 @@ class JobResource(BaseModel):
     deadline_seconds: float
     request_id: str
     resubmit_of: str | None
+    wakeup: str | None = Field(
+        pattern="^(pending|enqueued)$",
+        description="a queued job's wake-up: pending (recorded while Cloud Tasks was "
+        "unreachable; it runs once Cloud Tasks is back) or enqueued; null once it runs",
+    )
     created_at: str
     updated_at: str
     scheduled_at: str | None

@@ -65,7 +65,8 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
     app.extensions["offload.auth"] = make_authenticator(get_settings(app))
     app.register_blueprint(tasks.bp)
     app.register_blueprint(cron.bp)
-    # Finishing a job with a notify URL creates its webhook task (and the task's route).
+    # Finishing a job with a notify URL creates its webhook task (and the task's route);
+    # continuations and the reconciler's cron route create tasks too.
     tasks_queue = app.extensions.setdefault("offload.tasks", TaskQueue(get_settings(app)))
     webhook_dispatch.init_app(app, get_store(app), tasks_queue)
     app.register_blueprint(webhooks.bp)

@@ -1,4 +1,4 @@
-"""Housekeeping called by App Engine cron (or Cloud Scheduler): expiry of old jobs."""
+"""Housekeeping called by App Engine cron (or Cloud Scheduler): expiry, the reconciler."""
 
 from __future__ import annotations
 
@@ -7,8 +7,10 @@ import logging
 
 from flask import Blueprint, Response, current_app, jsonify, request
 
+from offload.enqueue import TaskQueue
 from offload.flaskapp import get_settings, get_store
 from offload.housekeeping import expire_finished
+from offload.outbox import Reconciler
 from offload.problems import problem_response
 from offload.store import utcnow
 from offload.webhook_dispatch import enqueue_pending
@@ -20,18 +22,35 @@ log = logging.getLogger(__name__)
 bp = Blueprint("cron", __name__)
 
 
+def _from_scheduler() -> bool:
+    """Whether the request comes from App Engine cron or carries a verified scheduler token."""
+    auth: PushAuthenticator = current_app.extensions["offload.auth"]
+    if isinstance(auth, OidcAuthenticator):
+        return auth.check(request.headers).status == 0
+    # App Engine sets X-Appengine-Cron on cron requests and strips it from others.
+    return request.headers.get("X-Appengine-Cron") == "true"
+
+
+def _refused() -> Response:
+    log.warning("cron call refused: not from App Engine cron or the scheduler")
+    return problem_response(403, "Forbidden", "only the scheduler may call this")
+
+
+@bp.get("/cron/reconcile")
+def reconcile() -> Response:
+    """Enqueue again every unfinished job whose Cloud Task was never created or is gone."""
+    if not _from_scheduler():
+        return _refused()
+    tasks: TaskQueue = current_app.extensions["offload.tasks"]
+    report = Reconciler(get_store(current_app), tasks, get_settings(current_app)).run_once()
+    return jsonify(report.as_dict())
+
+
 @bp.get("/cron/expire")
 def expire() -> Response:
     """Expire old finished jobs; only App Engine cron or a verified scheduler token may call."""
-    auth: PushAuthenticator = current_app.extensions["offload.auth"]
-    if isinstance(auth, OidcAuthenticator):
-        allowed = auth.check(request.headers).status == 0
-    else:
-        # App Engine sets X-Appengine-Cron on cron requests and strips it from others.
-        allowed = request.headers.get("X-Appengine-Cron") == "true"
-    if not allowed:
-        log.warning("cron call refused: not from App Engine cron or the scheduler")
-        return problem_response(403, "Forbidden", "only the scheduler may call this")
+    if not _from_scheduler():
+        return _refused()
     count = expire_finished(get_store(current_app), get_settings(current_app).job_retention_seconds)
     cutoff = utcnow() - dt.timedelta(seconds=get_settings(current_app).stale_run_seconds)
     reaped = get_store(current_app).reap(lease_expired_before=cutoff)

@@ -8,13 +8,13 @@ import re
 from flask import Blueprint, Response, current_app, request
 
 from offload.enqueue import TaskEnvelope
-from offload.errors import EnvelopeError
+from offload.errors import EnvelopeError, StoreError
 from offload.flaskapp import get_settings, get_store, no_content
 from offload.logs import log_context
 from offload.problems import problem_response
 from offload.registry import get_registry
 from worker.auth import PushAuthenticator
-from worker.runner import Delivery, run_delivery
+from worker.runner import Delivery, Outcome, run_delivery
 
 __all__ = ["bp"]
 
@@ -62,12 +62,18 @@ def run_task() -> Response:
             return no_content()
         job_id = envelope.job_id
         with log_context(job_id=job_id, job_type=envelope.job_type):
-            outcome = run_delivery(
-                get_store(current_app),
-                get_settings(current_app),
-                get_registry(current_app),
-                Delivery(job_id, attempt),
-            )
+            try:
+                outcome = run_delivery(
+                    get_store(current_app),
+                    get_settings(current_app),
+                    get_registry(current_app),
+                    Delivery(job_id, attempt),
+                )
+            except StoreError as e:
+                # Retried on fresh connections and still unreachable: Cloud Tasks retries
+                # the push; a finished job's result is written behind as soon as it can be.
+                log.warning("job store unreachable: %s", e)
+                outcome = Outcome(True, "store unreachable")
             if not outcome.retry:
                 return no_content()
             log.info("asking Cloud Tasks to retry: %s", outcome.summary)

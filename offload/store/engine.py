@@ -11,8 +11,12 @@ from sqlalchemy.engine import make_url
 __all__ = ["engine_for"]
 
 
-def engine_for(url: str, pool_size: int) -> Engine:
-    """An engine for ``url``: SQLite tuned for several processes, else a PostgreSQL pool."""
+def engine_for(url: str, pool_size: int, application_name: str = "offload") -> Engine:
+    """An engine for ``url``: SQLite tuned for several processes, else a PostgreSQL pool.
+
+    PostgreSQL connections carry ``application_name`` (after the URL's own, if it names
+    one), so an operator sees whose they are in ``pg_stat_activity``.
+    """
     parsed = make_url(url)
     if parsed.drivername in ("postgresql", "postgres"):
         parsed = parsed.set(drivername="postgresql+psycopg")
@@ -33,8 +37,12 @@ def engine_for(url: str, pool_size: int) -> Engine:
             cur.close()
 
         return engine
+    base = parsed.query.get("application_name")
+    name = f"{base}-{application_name}" if isinstance(base, str) else application_name
+    parsed = parsed.difference_update_query(["application_name"])
     return create_engine(
         parsed,
+        connect_args={"application_name": name[:63]},
         pool_size=pool_size,
         max_overflow=pool_size,
         pool_pre_ping=True,

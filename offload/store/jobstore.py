@@ -36,8 +36,11 @@ from offload.store.models import (
     FINISHED,
     QUEUED,
     RUNNING,
+    WAKEUP_ENQUEUING,
+    WAKEUP_PENDING,
     Job,
 )
+from offload.store.retry import retrying, write_behind
 from offload.store.schema import SCHEMA_REVISION, VERSION_TABLE, attempts, jobs
 from offload.store.statements import (
     CLAIM,
@@ -52,6 +55,7 @@ from offload.store.statements import (
     list_statement,
     takeable,
 )
+from offload.store.wakeups import WakeupStore
 
 __all__ = ["CancelOutcome", "Claim", "JobStore", "NewJob", "utcnow"]
 
@@ -80,6 +84,10 @@ class NewJob:
     idempotency_key: str | None = None
     request_hash: str | None = None
     resubmit_of: str | None = None
+    # enqueuing: web creates the task next (the reconciler looks after the grace);
+    # pending: it will not (Cloud Tasks is down), the reconciler creates it.
+    wakeup: str = WAKEUP_ENQUEUING
+    wakeup_grace_seconds: float = 30.0
     notify_url: str | None = None
 
 
@@ -100,14 +108,23 @@ class CancelOutcome:
     job: Job
 
 
-class JobStore:
+class JobStore(WakeupStore):
     """Jobs and their attempts in SQLite or PostgreSQL."""
 
-    def __init__(self, url: str, *, pool_size: int = 5) -> None:
+    def __init__(
+        self,
+        url: str,
+        *,
+        pool_size: int = 5,
+        retry_seconds: float = 10.0,
+        application_name: str = "offload",
+    ) -> None:
         try:
-            self.engine = engine_for(url, pool_size)
+            self.engine = engine_for(url, pool_size, application_name)
         except (SQLAlchemyError, ValueError) as e:
             raise StoreError(f"cannot open job store: {e}") from e
+        # How long the worker's calls retry on a fresh connection (docs: STORE_RETRY_SECONDS).
+        self.retry_seconds = retry_seconds
         self.events = events.EventLog(self.engine)
         self.deliveries = deliverylog.DeliveryLog(self.engine)
         # Called with a job id after a transaction that finished that job commits (the
@@ -173,6 +190,13 @@ class JobStore:
             "deadline_seconds": new.deadline_seconds,
             "cancel_requested": False,
             "task_name": new.task_name,
+            "wakeup": new.wakeup,
+            "wakeup_number": 0,
+            "wakeup_due_at": (
+                now
+                if new.wakeup == WAKEUP_PENDING
+                else now + dt.timedelta(seconds=new.wakeup_grace_seconds)
+            ),
             "created_at": now,
             "updated_at": now,
             "scheduled_at": new.scheduled_at,
@@ -200,11 +224,15 @@ class JobStore:
 
     def get(self, job_id: str, *, with_attempts: bool = True) -> Job | None:
         """One job (with its attempt log unless told otherwise), or None."""
-        with self.engine.connect() as conn:
-            row = conn.execute(SELECT_JOB, {"p_id": job_id}).first()
-            if row is None:
-                return None
-            return self._with_attempts(conn, row) if with_attempts else job_from_row(row)
+
+        def read() -> Job | None:
+            with self.engine.connect() as conn:
+                row = conn.execute(SELECT_JOB, {"p_id": job_id}).first()
+                if row is None:
+                    return None
+                return self._with_attempts(conn, row) if with_attempts else job_from_row(row)
+
+        return retrying(read, what=f"reading job {job_id}", budget=self.retry_seconds)
 
     def _with_attempts(self, conn: Connection, row: Row[Any]) -> Job:
         rows = conn.execute(SELECT_ATTEMPTS, {"p_id": row._mapping["id"]}).all()
@@ -238,30 +266,20 @@ class JobStore:
             rows = conn.execute(statement, {**params, "p_limit": limit}).all()
         return [job_from_row(row) for row in rows]
 
-    def mark_enqueue_failed(self, job_id: str, detail: str) -> None:
-        """The task could not be created: end the job so none stays queued without a task.
+    def mark_wakeup_pending(self, job_id: str) -> None:
+        """Cloud Tasks did not take the job's wake-up: the reconciler creates it at once.
 
-        The idempotency key is released, so the client's retry of the submission makes a
-        new job instead of finding this dead one.
+        Only from ``enqueuing``: a delivery or the reconciler may have moved on already.
         """
         now = utcnow()
         with self.engine.begin() as conn:
             changed = conn.execute(
                 update(jobs)
-                .where(jobs.c.id == job_id, jobs.c.status == QUEUED)
-                .values(
-                    status=FAILED,
-                    reason="enqueue_failed",
-                    error={"type": "enqueue_failed", "message": detail},
-                    idempotency_key=None,
-                    finished_at=now,
-                    updated_at=now,
-                )
+                .where(jobs.c.id == job_id, jobs.c.wakeup == WAKEUP_ENQUEUING)
+                .values(wakeup=WAKEUP_PENDING, wakeup_due_at=now)
             ).rowcount
             if changed:
                 events.after_change(conn, job_id, now)
-        if changed:
-            self._finished(job_id)
 
     def cancel(self, job_id: str) -> CancelOutcome | None:
         """Cancel a queued job, or ask a running one to stop; None for an unknown id."""
@@ -310,23 +328,37 @@ class JobStore:
         """
         token = secrets.token_hex(16)
         now = utcnow()
-        with self.engine.begin() as conn:
-            row = conn.execute(
-                CLAIM,
-                {
-                    "p_id": job_id,
-                    "p_now": now,
-                    "p_token": token,
-                    "p_until": now + dt.timedelta(seconds=lease_seconds),
-                },
-            ).first()
-            if row is not None:
-                if row._mapping["attempts"] > 1:  # a first run has no earlier attempt open
-                    self._interrupt_open_attempts(conn, job_id, now)
-                conn.execute(
-                    INSERT_ATTEMPT, {"job_id": job_id, "number": attempt, "started_at": now}
-                )
-                events.claimed(conn, row._mapping, attempt, now)
+        tried = [False]
+
+        def take() -> Row[Any] | None:
+            with self.engine.begin() as conn:
+                if tried[0]:
+                    # The connection dropped on an earlier try: it may have committed.
+                    mine = conn.execute(
+                        select(jobs).where(jobs.c.id == job_id, jobs.c.lease_token == token)
+                    ).first()
+                    if mine is not None:
+                        return mine
+                tried[0] = True
+                row = conn.execute(
+                    CLAIM,
+                    {
+                        "p_id": job_id,
+                        "p_now": now,
+                        "p_token": token,
+                        "p_until": now + dt.timedelta(seconds=lease_seconds),
+                    },
+                ).first()
+                if row is not None:
+                    if row._mapping["attempts"] > 1:  # a first run has no earlier attempt open
+                        self._interrupt_open_attempts(conn, job_id, now)
+                    conn.execute(
+                        INSERT_ATTEMPT, {"job_id": job_id, "number": attempt, "started_at": now}
+                    )
+                    events.claimed(conn, row._mapping, attempt, now)
+                return row
+
+        row = retrying(take, what=f"claiming job {job_id}", budget=self.retry_seconds)
         if row is not None:
             # UPDATE ... RETURNING gave the claimed row; its attempt log is not needed to run.
             return Claim(True, job_from_row(row), token)
@@ -383,26 +415,51 @@ class JobStore:
         **values: Any,
     ) -> bool:
         now = utcnow()
-        with self.engine.begin() as conn:
-            changed = conn.execute(
-                update(jobs)
-                .where(jobs.c.id == job_id, jobs.c.status == RUNNING, jobs.c.lease_token == token)
-                .values(updated_at=now, **values)
-            ).rowcount
-            if changed:
-                conn.execute(
-                    update(attempts)
-                    .where(attempts.c.job_id == job_id, attempts.c.finished_at.is_(None))
-                    .values(
-                        finished_at=now,
-                        outcome=outcome,
-                        error=None if attempt_error is None else attempt_error.get("message"),
+        tried = [False]
+
+        def write() -> bool:
+            with self.engine.begin() as conn:
+                changed = conn.execute(
+                    update(jobs)
+                    .where(
+                        jobs.c.id == job_id, jobs.c.status == RUNNING, jobs.c.lease_token == token
                     )
-                )
-                events.after_change(conn, job_id, now, attempt_outcome=outcome)
-        if changed and values["status"] in FINISHED:
-            self._finished(job_id)
-        return bool(changed)
+                    .values(updated_at=now, **values)
+                ).rowcount
+                if changed:
+                    conn.execute(
+                        update(attempts)
+                        .where(attempts.c.job_id == job_id, attempts.c.finished_at.is_(None))
+                        .values(
+                            finished_at=now,
+                            outcome=outcome,
+                            error=None if attempt_error is None else attempt_error.get("message"),
+                        )
+                    )
+                    events.after_change(conn, job_id, now, attempt_outcome=outcome)
+                elif tried[0]:
+                    # An earlier try may have committed before its connection dropped.
+                    row = conn.execute(
+                        select(jobs.c.status, jobs.c.updated_at).where(jobs.c.id == job_id)
+                    ).first()
+                    changed = int(row is not None and row.updated_at == now)
+                tried[0] = True
+            return bool(changed)
+
+        def write_and_tell() -> bool:
+            changed = write()
+            if changed and values["status"] in FINISHED:
+                self._finished(job_id)
+            return changed
+
+        what = f"recording the {outcome} of job {job_id}"
+        try:
+            return retrying(write_and_tell, what=what, budget=self.retry_seconds)
+        except StoreError:
+            # Still unreachable: keep trying in the background so the job is recorded (and
+            # its lease released) as soon as the store is back, not when the lease ends.
+            write_behind(write_and_tell, what=what, give_up_after=900.0)
+            raise
 
     def fail_unclaimed(self, job_id: str, *, reason: str, error: dict[str, Any]) -> bool:
         """Fail a job without running it (its attempts are used up).
@@ -411,6 +468,15 @@ class JobStore:
         died); an attempt it left open is closed as ``interrupted``.
         """
         now = utcnow()
+        return retrying(
+            lambda: self._fail_unclaimed(job_id, now, reason, error),
+            what=f"failing job {job_id}",
+            budget=self.retry_seconds,
+        )
+
+    def _fail_unclaimed(
+        self, job_id: str, now: dt.datetime, reason: str, error: dict[str, Any]
+    ) -> bool:
         with self.engine.begin() as conn:
             changed = conn.execute(
                 update(jobs)

@@ -6,7 +6,16 @@ import datetime as dt
 from dataclasses import dataclass, field
 from typing import Any
 
-__all__ = ["FINISHED", "STATUSES", "Attempt", "Delivery", "Job"]
+__all__ = [
+    "FINISHED",
+    "STATUSES",
+    "WAKEUP_ENQUEUED",
+    "WAKEUP_ENQUEUING",
+    "WAKEUP_PENDING",
+    "Attempt",
+    "Delivery",
+    "Job",
+]
 
 QUEUED = "queued"
 RUNNING = "running"
@@ -15,6 +24,11 @@ FAILED = "failed"
 CANCELLED = "cancelled"
 STATUSES = (QUEUED, RUNNING, SUCCEEDED, FAILED, CANCELLED)
 FINISHED = frozenset({SUCCEEDED, FAILED, CANCELLED})
+
+# States of a job's wake-up (its Cloud Task), see docs/ARCHITECTURE.md.
+WAKEUP_ENQUEUING = "enqueuing"  # recorded; web is creating the task right now
+WAKEUP_PENDING = "pending"  # not in Cloud Tasks: the reconciler will create it
+WAKEUP_ENQUEUED = "enqueued"  # the reconciler saw the task in Cloud Tasks
 
 
 def _iso(value: dt.datetime | None) -> str | None:
@@ -102,6 +116,8 @@ class Job:
     started_at: dt.datetime | None
     finished_at: dt.datetime | None
     resubmit_of: str | None = None
+    wakeup: str | None = None
+    wakeup_number: int = 0
     attempt_log: tuple[Attempt, ...] = field(default=())
     first_started_at: dt.datetime | None = None
     notify_url: str | None = None
@@ -111,6 +127,16 @@ class Job:
     def finished(self) -> bool:
         """Whether the job reached a final status."""
         return self.status in FINISHED
+
+    @property
+    def wakeup_view(self) -> str | None:
+        """``pending`` until Cloud Tasks took the job's wake-up, ``enqueued`` after; else None.
+
+        Only a queued job waits for a wake-up; a running or finished one has none due.
+        """
+        if self.status != QUEUED:
+            return None
+        return "pending" if self.wakeup == WAKEUP_PENDING else "enqueued"
 
     def to_resource(self) -> dict[str, Any]:
         """The job as the API shows it (the status monitor)."""
@@ -133,6 +159,7 @@ class Job:
             "deadline_seconds": self.deadline_seconds,
             "request_id": self.request_id,
             "resubmit_of": self.resubmit_of,
+            "wakeup": self.wakeup_view,
             "created_at": _iso(self.created_at),
             "updated_at": _iso(self.updated_at),
             "scheduled_at": _iso(self.scheduled_at),

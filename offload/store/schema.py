@@ -37,7 +37,7 @@ __all__ = [
 # The newest migration (offload/store/migrations/versions/): services refuse to serve on
 # a database behind it. Revisions are numbered, so "behind" is a comparison; a test
 # checks that this is the migrations' head and that the tables below match them.
-SCHEMA_REVISION = "0002"
+SCHEMA_REVISION = "0003"
 # Alembic's version table, with the project's prefix (the database may be shared).
 VERSION_TABLE = "offload_schema_version"
 
@@ -98,6 +98,14 @@ jobs = Table(
     Column("started_at", UTCDateTime),
     Column("finished_at", UTCDateTime),
     Column("resubmit_of", String(26)),
+    # The outbox (docs/ARCHITECTURE.md, "Outbox and reconciler"): the job's wake-up, kept
+    # on its own row so that recording a job and its wake-up is one INSERT.
+    # wakeup: enqueuing (web is creating the task), pending (not in Cloud Tasks: the
+    # reconciler creates it), enqueued (seen in Cloud Tasks). wakeup_number is the
+    # number in the task's name; wakeup_due_at when the reconciler should look again.
+    Column("wakeup", String(16)),
+    Column("wakeup_number", Integer, nullable=False, default=0, server_default="0"),
+    Column("wakeup_due_at", UTCDateTime),
     # When the first attempt started (started_at is the last attempt's start).
     Column("first_started_at", UTCDateTime),
     # Where a webhook goes when the job finishes (the submission's notify.url).
@@ -111,6 +119,8 @@ jobs = Table(
     Index("ix_offload_jobs_owner_status_id", "owner", "status", "id"),
     # Expiry finds finished jobs by age.
     Index("ix_offload_jobs_finished_at", "finished_at"),
+    # The reconciler finds queued jobs whose wake-up is due for a look.
+    Index("ix_offload_jobs_status_wakeup_due", "status", "wakeup_due_at"),
 )
 
 attempts = Table(

@@ -135,6 +135,8 @@ def _job_mapping(m: Mapping[Any, Any], attempt_rows: Sequence[Row[Any]]) -> Job:
         started_at=m["started_at"],
         finished_at=m["finished_at"],
         resubmit_of=m["resubmit_of"],
+        wakeup=m["wakeup"],
+        wakeup_number=m["wakeup_number"] or 0,
         first_started_at=m["first_started_at"],
         notify_url=m["notify_url"],
         attempt_log=tuple(
