@@ -19,7 +19,6 @@ from sqlalchemy import (
     Connection,
     Row,
     delete,
-    insert,
     select,
     text,
     update,
@@ -45,6 +44,7 @@ from offload.store.schema import SCHEMA_REVISION, VERSION_TABLE, attempts, jobs
 from offload.store.statements import (
     CLAIM,
     INSERT_ATTEMPT,
+    INSERT_JOB,
     SELECT_ATTEMPTS,
     SELECT_CANCEL,
     SELECT_JOB,
@@ -204,7 +204,7 @@ class JobStore(WakeupStore):
         }
         try:
             with self.engine.begin() as conn:
-                conn.execute(insert(jobs).values(**values))
+                conn.execute(INSERT_JOB, values)
                 events.append(conn, new.id, events.STATUS, {"status": QUEUED}, now)
         except IntegrityError:
             if new.idempotency_key is None:

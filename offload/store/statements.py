@@ -17,6 +17,7 @@ from offload.store.schema import attempts, jobs
 __all__ = [
     "CLAIM",
     "INSERT_ATTEMPT",
+    "INSERT_JOB",
     "SELECT_ATTEMPTS",
     "SELECT_CANCEL",
     "SELECT_JOB",
@@ -73,6 +74,8 @@ CLAIM = (
     .returning(*jobs.columns)
 )
 INSERT_ATTEMPT = insert(attempts)
+# A new job: its values go as parameters, so the compiled INSERT is cached, not rebuilt.
+INSERT_JOB = insert(jobs)
 _LIST_FILTERS = (  # in the order of list()'s filter values
     jobs.c.owner == bindparam("p_owner"),
     jobs.c.status == bindparam("p_status"),
