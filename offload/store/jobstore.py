@@ -43,6 +43,8 @@ from offload.store.retry import retrying, write_behind
 from offload.store.schema import SCHEMA_REVISION, VERSION_TABLE, attempts, jobs
 from offload.store.statements import (
     CLAIM,
+    CLOSE_ATTEMPT,
+    CLOSE_JOB,
     INSERT_ATTEMPT,
     INSERT_JOB,
     SELECT_ATTEMPTS,
@@ -420,21 +422,19 @@ class JobStore(WakeupStore):
         def write() -> bool:
             with self.engine.begin() as conn:
                 changed = conn.execute(
-                    update(jobs)
-                    .where(
-                        jobs.c.id == job_id, jobs.c.status == RUNNING, jobs.c.lease_token == token
-                    )
-                    .values(updated_at=now, **values)
+                    CLOSE_JOB, {"p_id": job_id, "p_token": token, "updated_at": now, **values}
                 ).rowcount
                 if changed:
                     conn.execute(
-                        update(attempts)
-                        .where(attempts.c.job_id == job_id, attempts.c.finished_at.is_(None))
-                        .values(
-                            finished_at=now,
-                            outcome=outcome,
-                            error=None if attempt_error is None else attempt_error.get("message"),
-                        )
+                        CLOSE_ATTEMPT,
+                        {
+                            "p_id": job_id,
+                            "finished_at": now,
+                            "outcome": outcome,
+                            "error": None
+                            if attempt_error is None
+                            else attempt_error.get("message"),
+                        },
                     )
                     events.after_change(conn, job_id, now, attempt_outcome=outcome)
                 elif tried[0]:
