@@ -3,7 +3,10 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 
-.PHONY: run test check bench clean
+# Root installs packages itself; anyone else through sudo.
+SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
+
+.PHONY: run test check bench faults clean chromium
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -24,8 +27,12 @@ run: $(VENV)/.runtime
 	$(BIN)/python -m offload.cli run
 
 ## test: lint, type-check, then run every test (needs PostgreSQL at 127.0.0.1:5432 for the store tests)
-test: check
+test: check chromium
 	$(BIN)/python -m pytest
+
+## chromium: Debian's browser, which the console's tests drive (installed when missing)
+chromium:
+	@command -v chromium >/dev/null || ($(SUDO) apt-get update && $(SUDO) apt-get install -y chromium)
 
 ## check: ruff and mypy strict
 check: $(VENV)/.dev
@@ -36,6 +43,10 @@ check: $(VENV)/.dev
 ## bench: benchmarks against real processes on loopback (never part of test)
 bench: $(VENV)/.dev
 	$(BIN)/python -m bench
+
+## faults: the fault suite on loopback (kills, outages, terminated connections, load), bounded
+faults: $(VENV)/.dev
+	$(BIN)/python -m bench.faults
 
 clean:
 	rm -rf $(VENV) var .mypy_cache .ruff_cache .pytest_cache

@@ -22,6 +22,10 @@ forwarded_allow_ips = "127.0.0.1"
 limit_request_line = 4094
 limit_request_fields = 100
 limit_request_field_size = 8190
+# gunicorn 25+ opens a control socket at $XDG_RUNTIME_DIR or ~/.gunicorn/gunicorn.ctl by
+# default: one path for every gunicorn of the user, so the services of two stacks (web
+# and worker, tests, make run) would fight over it. Nothing here uses gunicornc.
+control_socket_disable = True
 
 
 def on_starting(server):  # type: ignore[no-untyped-def]
@@ -33,3 +37,11 @@ def on_starting(server):  # type: ignore[no-untyped-def]
     if server.cfg.proc_name == "web":
         # web keeps a share of its threads free of waiters (long-polls, event streams).
         os.environ["OFFLOAD_WEB_THREADS"] = str(server.cfg.threads)
+
+
+def post_worker_init(worker):  # type: ignore[no-untyped-def]
+    """In the worker: on SIGTERM (an instance stopping), running jobs hand over early."""
+    if worker.cfg.proc_name == "worker":
+        from offload import draining
+
+        draining.install()

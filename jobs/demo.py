@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import time
+from pathlib import Path
 from typing import Any
 
+import flask
 from pydantic import BaseModel, ConfigDict, Field
 
 from offload.context import JobContext
 from offload.errors import PermanentError, TransientError
+from offload.flaskapp import get_settings
 from offload.registry import job
 
 
@@ -34,6 +37,16 @@ class FlakyPayload(_Payload):
 
 class FailPayload(_Payload):
     message: str = Field(default="this job always fails", max_length=500)
+
+
+class LongPayload(_Payload):
+    steps: int = Field(ge=1, le=1000, description="How many steps.")
+    step_seconds: float = Field(ge=0, le=3600, description="How long each step sleeps.")
+
+
+class IteratePayload(_Payload):
+    items: int = Field(ge=0, le=1_000_000, description="How many items to process.")
+    item_seconds: float = Field(ge=0, le=60, description="How long each item takes.")
 
 
 @job("demo.sleep", payload=SleepPayload, deadline_seconds=30, max_attempts=3)
@@ -78,3 +91,53 @@ def flaky(ctx: JobContext, payload: FlakyPayload) -> dict[str, Any]:
 def fail(ctx: JobContext, payload: FailPayload) -> None:
     """Fail permanently: never retried."""
     raise PermanentError(payload.message)
+
+
+def _demo_dir() -> Path:
+    """Where demo jobs keep their own records (OFFLOAD_DEMO_DIR), made if missing."""
+    folder = Path(get_settings(flask.current_app).demo_dir)
+    folder.mkdir(parents=True, exist_ok=True)
+    return folder
+
+
+def _long_step(record: str, index: int, seconds: float, ctx: JobContext) -> dict[str, int]:
+    # One line per real execution of the body, written before the work: a step that a
+    # kill interrupts and that runs again shows up twice, whatever the framework says.
+    with open(record, "a", encoding="utf-8") as f:
+        f.write(f"{index} {ctx.run_number}\n")
+    ctx.logger.info("step %d running", index)
+    time.sleep(seconds)
+    return {"step": index}
+
+
+@job("demo.long", payload=LongPayload, deadline_seconds=6 * 3600, max_attempts=5)
+def long_steps(ctx: JobContext, payload: LongPayload) -> dict[str, Any]:
+    """Run `steps` steps of `step_seconds` each through ctx.step, over as many runs as needed."""
+    record = _demo_dir() / f"demo.long-{ctx.job_id}.txt"
+    for i in range(payload.steps):
+        # A step boundary: a finished step returns its stored result at once, and when
+        # the run's slice is nearly spent the job continues in a new request here.
+        ctx.step(str(i), _long_step, str(record), i, payload.step_seconds, ctx)
+        ctx.progress((i + 1) / payload.steps, f"step {i + 1} of {payload.steps}")
+    counts = {str(i): 0 for i in range(payload.steps)}
+    for line in record.read_text(encoding="utf-8").splitlines():
+        index = line.split(" ", 1)[0]
+        if index in counts:
+            counts[index] += 1
+    return {"executions": counts}
+
+
+@job("demo.iterate", payload=IteratePayload, deadline_seconds=6 * 3600, max_attempts=5)
+def iterate(ctx: JobContext, payload: IteratePayload) -> dict[str, Any]:
+    """Process `items` items of `item_seconds` each, resuming at the last ctx.checkpoint."""
+    saved = ctx.saved  # None on the first run; else the cursor of the last checkpoint
+    start, restarts = (0, 0) if saved is None else (saved["next"], saved["restarts"] + 1)
+    if saved is not None:
+        ctx.logger.info("resuming at item %d (restart %d)", start, restarts)
+    for i in range(start, payload.items):
+        # Saved before item i: a run that stops here (slice spent, or killed while on
+        # item i) is resumed at item i by the next one.
+        ctx.checkpoint({"next": i, "restarts": restarts})
+        time.sleep(payload.item_seconds)  # the work on item i
+        ctx.progress((i + 1) / payload.items, f"item {i + 1} of {payload.items}")
+    return {"processed": payload.items, "restarts": restarts}

@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING
 
 from offload.errors import OffloadError
 from offload.settings import Settings, load_settings
+from offload.termsafe import escape
 
 if TYPE_CHECKING:
     from offload.store import JobStore
@@ -143,7 +144,7 @@ def _new_key(args: argparse.Namespace) -> int:
 
     key = new_key()
     print(f"key (give it to the client, then forget it): {key}")
-    print(f"OFFLOAD_API_KEYS entry: {args.name}:{hash_key(key)}:{args.role}")
+    print(escape(f"OFFLOAD_API_KEYS entry: {args.name}:{hash_key(key)}:{args.role}"))
     return 0
 
 

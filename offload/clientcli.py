@@ -24,7 +24,7 @@ from offload.client import (
     WaitTimeoutError,
 )
 from offload.clientout import describe, dump, err, out, when
-from offload.termtext import escape
+from offload.termsafe import escape
 
 __all__ = ["EXIT_CODES", "add_commands"]
 

@@ -7,7 +7,7 @@ import sys
 from typing import Any
 
 from offload.client import Job
-from offload.termtext import escape
+from offload.termsafe import escape
 
 __all__ = ["describe", "dump", "err", "out", "when"]
 

@@ -18,6 +18,8 @@ from typing import IO
 
 from offload.logs import parse_line
 from offload.settings import Settings
+from offload.slices import worker_timeout_for
+from offload.termsafe import escape, escape_message
 
 __all__ = ["ProcessSpec", "Supervisor", "local_processes", "render_line"]
 
@@ -132,7 +134,9 @@ def local_processes(settings: Settings) -> list[ProcessSpec]:
                 name,
                 bind,
                 settings.worker_processes,
-                settings.worker_timeout_seconds,
+                # gunicorn's timeout follows the slice, so the lease (and the recovery
+                # of a killed run) is about one slice, not a fixed 11 minutes.
+                worker_timeout_for(settings),
                 "worker.main:app",
                 shared_env,
             )
@@ -145,18 +149,26 @@ def local_processes(settings: Settings) -> list[ProcessSpec]:
 
 
 def render_line(line: str) -> str:
-    """A structured log line made readable for a terminal; other lines unchanged."""
+    """A structured log line made readable for a terminal; other lines escaped only.
+
+    Control characters are escaped everywhere: values chosen by clients (a request
+    path with ESC or a newline) must not colour the terminal or forge a line.
+    """
     entry = parse_line(line)
     if entry is None or "severity" not in entry:
-        return line
+        return escape(line)
     labels = entry.get("logging.googleapis.com/labels") or {}
+    if not isinstance(labels, dict):
+        labels = {}
     tags = " ".join(
-        f"{k}={labels[k]}" for k in ("request_id", "job_id", "attempt") if labels.get(k)
+        f"{k}={escape(str(labels[k]))}"
+        for k in ("request_id", "job_id", "attempt")
+        if labels.get(k)
     )
-    stamp = str(entry.get("time", ""))[11:23]
-    return f"{stamp} {entry['severity']:<7} {entry.get('message', '')}" + (
-        f"  [{tags}]" if tags else ""
-    )
+    stamp = escape(str(entry.get("time", ""))[11:23])
+    severity = escape(str(entry["severity"]))
+    message = escape_message(str(entry.get("message", "")), indent=" " * 21)
+    return f"{stamp} {severity:<7} {message}" + (f"  [{tags}]" if tags else "")
 
 
 class Supervisor:
@@ -173,9 +185,11 @@ class Supervisor:
         self._stopping = threading.Event()
         self._colour = out.isatty()
         self._width = max(len(s.name) for s in specs)
+        self._pumps: list[threading.Thread] = []
 
     def _print(self, name: str, line: str) -> None:
-        label = name.ljust(self._width)
+        """One line under the process's label (the line escaped already, or ours)."""
+        label = escape(name).ljust(self._width)
         if self._colour:
             label = f"{_COLOURS.get(name.partition('-')[0], '')}{label}\033[0m"
         with self._lock:
@@ -185,7 +199,8 @@ class Supervisor:
     def _pump(self, name: str, stream: IO[bytes]) -> None:
         for data in iter(stream.readline, b""):
             line = data.decode("utf-8", "replace").rstrip("\n")
-            self._print(name, line if self.raw else render_line(line))
+            # Raw lines are JSON (controls below 0x20 escaped) or a process's own text.
+            self._print(name, escape(line) if self.raw else render_line(line))
         stream.close()
 
     def start(self) -> None:
@@ -200,8 +215,11 @@ class Supervisor:
             )
             self.procs[spec.name] = proc
             assert proc.stdout is not None
-            threading.Thread(target=self._pump, args=(spec.name, proc.stdout), daemon=True).start()
-            self._print(spec.name, f"started (pid {proc.pid}): {' '.join(spec.argv[1:])}")
+            pump = threading.Thread(target=self._pump, args=(spec.name, proc.stdout), daemon=True)
+            pump.start()
+            self._pumps.append(pump)
+            command = escape(" ".join(spec.argv[1:]))
+            self._print(spec.name, f"started (pid {proc.pid}): {command}")
 
     def stop(self, timeout: float = 15.0) -> None:
         """SIGTERM every process group, wait, then SIGKILL what is left."""
@@ -223,12 +241,17 @@ class Supervisor:
                 except ProcessLookupError:
                     pass
                 proc.wait()
-        for name, proc in self.procs.items():
+        for proc in self.procs.values():
             # The group may hold children that outlived their parent (gunicorn workers).
             try:
                 os.killpg(proc.pid, signal.SIGKILL)
             except ProcessLookupError:
                 pass
+        for pump in self._pumps:
+            # Every line the processes wrote is printed before "stopped": with the groups
+            # gone the pipes are at their end.
+            pump.join(2.0)
+        for name, proc in self.procs.items():
             self._print(name, f"stopped (exit {proc.returncode})")
 
     def wait(self) -> int:

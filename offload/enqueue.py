@@ -11,7 +11,9 @@ import datetime as dt
 import json
 import logging
 import threading
+import time
 from collections.abc import Mapping
+from dataclasses import dataclass
 from typing import Any
 
 import grpc
@@ -26,7 +28,14 @@ from offload.errors import CloudTasksUnavailableError, ConfigError, EnqueueError
 from offload.ids import is_job_id
 from offload.settings import Settings
 
-__all__ = ["CHANNEL_OPTIONS", "WEBHOOK_PATH", "TaskEnvelope", "TaskQueue", "dispatch_deadline_for"]
+__all__ = [
+    "CHANNEL_OPTIONS",
+    "WEBHOOK_PATH",
+    "QueueState",
+    "TaskEnvelope",
+    "TaskQueue",
+    "dispatch_deadline_for",
+]
 
 log = logging.getLogger(__name__)
 
@@ -64,6 +73,25 @@ _UNAVAILABLE = (*_RETRYABLE, gexc.RetryError)
 def dispatch_deadline_for(budget_seconds: float, margin_seconds: float, target: str) -> float:
     """The task's dispatch_deadline: the job's budget plus a margin, in Cloud Tasks' range."""
     return min(max(budget_seconds + margin_seconds, _MIN_DISPATCH), _MAX_DISPATCH[target])
+
+
+# Reading the queue for the console: short, so a page never waits on an unreachable API.
+_STATE_TIMEOUT = 2.0
+_STATE_PAGES = 5  # ListTasks pages of 1,000 counted at most; more shows as "5000+"
+_QUEUE_STATES = {1: "running", 2: "paused", 3: "disabled"}
+
+
+@dataclass(frozen=True)
+class QueueState:
+    """What the console shows of the queue; ``error`` set when Cloud Tasks could not say."""
+
+    name: str
+    state: str | None = None
+    max_dispatches_per_second: float | None = None
+    max_concurrent_dispatches: int | None = None
+    pending: int | None = None
+    pending_more: bool = False  # more tasks than were counted
+    error: str | None = None
 
 
 _ENVELOPE_KEYS = frozenset({"job_id", "type", "request_id"})
@@ -119,6 +147,8 @@ class TaskQueue:
         self.audience = settings.oidc_audience or self.worker_url
         self.timeout = settings.enqueue_timeout_seconds
         self.margin = settings.dispatch_margin_seconds
+        # A run lasts at most one slice however long the job's budget: so does a dispatch.
+        self.slice = settings.slice_seconds
         if self.target == "http" and not (self.worker_url and self.service_account):
             raise ConfigError(
                 "HTTP targets need OFFLOAD_WORKER_URL and OFFLOAD_TASK_SERVICE_ACCOUNT"
@@ -173,7 +203,9 @@ class TaskQueue:
         task = tasks_v2.Task(
             name=name,
             dispatch_deadline=duration_pb2.Duration(
-                seconds=int(dispatch_deadline_for(budget_seconds, self.margin, self.target))
+                seconds=int(
+                    dispatch_deadline_for(min(budget_seconds, self.slice), self.margin, self.target)
+                )
             ),
         )
         if self.target == "appengine":
@@ -266,6 +298,52 @@ class TaskQueue:
         except gexc.GoogleAPICallError as e:
             raise EnqueueError(f"could not read task {task_name}: {e}") from e
         return True
+
+    def queue_state(self, *, timeout: float = _STATE_TIMEOUT) -> QueueState:
+        """The queue's state, rate and pending tasks, all within ``timeout``, or why not."""
+        end = time.monotonic() + timeout
+        try:
+            queue = self.client.get_queue(name=self.queue_path, retry=None, timeout=timeout)
+        except (gexc.GoogleAPICallError, gexc.RetryError) as e:
+            log.warning("cannot read queue %s: %s", self.queue_path, e)
+            code = getattr(e, "code", None)
+            return QueueState(self.queue_path, error=f"cannot reach Cloud Tasks ({code or e})")
+        pending, more = self._count_tasks(end)
+        return QueueState(
+            self.queue_path,
+            state=_QUEUE_STATES.get(int(queue.state), "unknown"),
+            max_dispatches_per_second=queue.rate_limits.max_dispatches_per_second,
+            max_concurrent_dispatches=queue.rate_limits.max_concurrent_dispatches,
+            pending=pending,
+            pending_more=more,
+        )
+
+    def _count_tasks(self, end: float) -> tuple[int | None, bool]:
+        """Tasks in the queue (Cloud Tasks v2 has no count): ListTasks pages until ``end``.
+
+        Returns the count and whether there are more than were counted; None when not
+        even the first page could be read.
+        """
+        pending, token = 0, ""
+        for _ in range(_STATE_PAGES):
+            left = end - time.monotonic()
+            if left <= 0:
+                return pending, True
+            try:
+                # One page per call: iterating the pager would fetch every page, unbounded.
+                page = self.client.list_tasks(
+                    request={"parent": self.queue_path, "page_size": 1000, "page_token": token},
+                    retry=None,
+                    timeout=left,
+                )
+            except (gexc.GoogleAPICallError, gexc.RetryError) as e:
+                log.warning("cannot list the tasks of %s: %s", self.queue_path, e)
+                return (pending, True) if token else (None, False)
+            pending += len(page.tasks)
+            token = page.next_page_token
+            if not token:
+                return pending, False
+        return pending, True
 
     def close(self) -> None:
         """Close the gRPC channel."""

@@ -15,8 +15,11 @@ __all__ = [
     "EnqueueError",
     "EnvelopeError",
     "JobError",
+    "LeaseLostError",
     "OffloadError",
     "PermanentError",
+    "SliceSpentError",
+    "StepError",
     "StoreError",
     "TransientError",
 ]
@@ -58,6 +61,11 @@ class TransientError(JobError):
     """The job failed for a passing reason: let Cloud Tasks retry it."""
 
 
+class StepError(PermanentError):
+    """``ctx.step`` or ``ctx.checkpoint`` misused (a repeated step name, a value JSON
+    cannot hold): a mistake in the job's code, which no retry mends."""
+
+
 class DeadlineExceededError(BaseException):
     """The job's time budget is spent.
 
@@ -68,3 +76,20 @@ class DeadlineExceededError(BaseException):
 
 class CancelledError(BaseException):
     """The job was cancelled while it ran; raised at its next progress or deadline check."""
+
+
+class SliceSpentError(BaseException):
+    """The run's slice of time is spent: raised at a step boundary, a checkpoint or a check.
+
+    Not an error of the job: the worker has its state in the store already, creates the
+    continuation task and answers 204; the job goes on in its next run. A ``BaseException``
+    so that the job's ``except Exception`` lets it through.
+    """
+
+
+class LeaseLostError(BaseException):
+    """Another run took the job over (this run's claim token no longer matches).
+
+    Raised by the store's fenced writes, so that a run that outlived its lease can
+    change nothing; the worker stops the run and writes nothing more.
+    """

@@ -8,7 +8,7 @@ import re
 import threading
 import time
 
-__all__ = ["base32", "is_job_id", "new_job_id", "task_id_for"]
+__all__ = ["base32", "continuation_task_id", "is_job_id", "new_job_id", "task_id_for"]
 
 _ALPHABET = "0123456789abcdefghjkmnpqrstvwxyz"  # Crockford base32, lower case
 _JOB_ID = re.compile(r"^[0-9a-hjkmnp-tv-z]{26}$")
@@ -61,3 +61,14 @@ def task_id_for(job_id: str, number: int = 0) -> str:
     """
     prefix = hashlib.sha256(job_id.encode()).hexdigest()[:8] + "-" + job_id
     return prefix if number == 0 else f"{prefix}-{number}"
+
+
+def continuation_task_id(job_id: str, run: int) -> str:
+    """The task id that wakes run ``run`` of a job continued by its previous run.
+
+    Derived from the job id and the run number, so a repeated continuation of one run
+    is ``ALREADY_EXISTS``, never a second task; runs only count up, so the name of an
+    executed task (which Cloud Tasks keeps for hours or days) is never needed again.
+    (The reconciler's renewed wake-ups end ``-<number>``, these ``-run<number>``.)
+    """
+    return f"{task_id_for(job_id)}-run{run}"

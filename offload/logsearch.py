@@ -18,20 +18,23 @@ import time
 from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
+from offload.errors import OffloadError
 from offload.ids import is_job_id
 from offload.logs import LABELS, TRACE, parse_line
 from offload.requestctx import is_valid_request_id
 from offload.settings import load_settings
-from offload.termtext import escape
+from offload.termsafe import escape
 
 __all__ = [
     "LocalTail",
+    "LogSearchError",
     "add_arguments",
     "build_filter",
     "cloud_entries",
     "format_entry",
     "main",
     "parse_since",
+    "request_entries",
 ]
 
 CLOUD_DEFAULT_SINCE = "1d"
@@ -183,18 +186,53 @@ def _from_cloud(raw: dict[str, Any]) -> dict[str, Any]:
 def format_entry(entry: dict[str, Any]) -> str:
     """One entry as a readable line: time, service, severity, job labels, message."""
     labels = entry.get(LABELS) or {}
-    tags = "".join(f"{k}={labels[k]} " for k in ("job_id", "attempt") if labels.get(k))
-    message = str(entry.get("message", "")).replace("\n", "\n    ")
-    # Messages quote what clients and jobs sent (error texts): never raw control characters.
-    return escape(
-        f"{entry.get('time', '?')} {labels.get('service', '?'):8} "
-        f"{entry.get('severity', '?'):7} {tags}{message}",
-        keep_newlines=True,
-    )
+    if not isinstance(labels, dict):
+        labels = {}
+    tags = "".join(f"{k}={escape(str(labels[k]))} " for k in ("job_id", "attempt") if labels.get(k))
+    # Control characters in any field are escaped: a client chose the request path.
+    # Lines of a message stay lines, indented, so none can pass for an entry of its own.
+    message = "\n    ".join(escape(line) for line in str(entry.get("message", "")).split("\n"))
+    stamp, service = escape(str(entry.get("time", "?"))), escape(str(labels.get("service", "?")))
+    return f"{stamp} {service:8} {escape(str(entry.get('severity', '?'))):7} {tags}{message}"
 
 
 def _by_time(entries: list[dict[str, Any]], key: str) -> list[dict[str, Any]]:
     return sorted(entries, key=lambda e: str(e.get(key, "")))
+
+
+class LogSearchError(OffloadError):
+    """The logs could not be searched (no credentials, Cloud Logging refused the query)."""
+
+
+def request_entries(
+    request_id: str,
+    *,
+    log_dir: str = "",
+    project: str = "",
+    since: dt.datetime | None = None,
+    client: Any = None,
+) -> list[dict[str, Any]]:
+    """One request's entries, oldest first, in the local shape (for :func:`format_entry`).
+
+    From Cloud Logging of ``project`` when one is given (``since`` defaults to a day
+    back), else from the local files in ``log_dir``. The console's search, and the same
+    code as ``offload logs`` without ``--follow``.
+    """
+    from google.api_core.exceptions import GoogleAPICallError
+    from google.auth.exceptions import DefaultCredentialsError, GoogleAuthError
+
+    if project:
+        bound = since or dt.datetime.now(dt.UTC) - dt.timedelta(days=1)
+        try:
+            raw = cloud_entries(client or _make_client(project), request_id, bound)
+        except DefaultCredentialsError:
+            raise LogSearchError(_NO_CREDENTIALS) from None
+        except (GoogleAuthError, GoogleAPICallError) as e:
+            raise LogSearchError(f"cannot read Cloud Logging of {project}: {e}") from e
+        return [_from_cloud(r) for r in _by_time(raw, "timestamp")]
+    floor = rfc3339(since) if since else ""
+    entries = _by_time(LocalTail(log_dir, request_id).poll(), "time")
+    return [e for e in entries if str(e.get("time", "")) >= floor]
 
 
 def _make_client(project: str) -> Any:
@@ -265,17 +303,18 @@ def main(args: argparse.Namespace, *, logging_client: Any = None) -> int:
             if request_id != shown[0]:
                 shown[0] = request_id
                 print(f"-- request {request_id}", flush=args.follow)
+        # json.dumps escapes every control character (ensure_ascii); the rest is escaped.
         print(json.dumps(entry) if args.json else format_entry(entry), flush=args.follow)
 
     if not is_valid_request_id(args.request_id):
-        print(f"not a request id or job id: {args.request_id!r}", file=sys.stderr)
+        print(escape(f"not a request id or job id: {args.request_id!r}"), file=sys.stderr)
         return 2
     now = dt.datetime.now(dt.UTC)
     try:
         since_text = args.since or (CLOUD_DEFAULT_SINCE if args.project else None)
         since = parse_since(since_text, now) if since_text else None
     except ValueError as e:
-        print(str(e), file=sys.stderr)
+        print(escape(str(e)), file=sys.stderr)
         return 2
     where = f"Cloud Logging of {args.project}" if args.project else "the local log files"
     try:
@@ -290,7 +329,7 @@ def main(args: argparse.Namespace, *, logging_client: Any = None) -> int:
         print(_NO_CREDENTIALS, file=sys.stderr)
         return 2
     except (GoogleAuthError, GoogleAPICallError) as e:
-        print(f"cannot read {where}: {e}", file=sys.stderr)
+        print(escape(f"cannot read {where}: {e}"), file=sys.stderr)
         return 2
     if not found:
         what = "job" if is_job_id(args.request_id) else "request"

@@ -6,7 +6,7 @@ import time
 from typing import TextIO
 
 from offload.client.models import Job
-from offload.termtext import escape
+from offload.termsafe import escape
 
 __all__ = ["ProgressView"]
 

@@ -32,8 +32,9 @@ __all__ = ["JobRegistry", "JobType", "get_registry", "job"]
 P = TypeVar("P", bound=BaseModel)
 Handler = Callable[["JobContext", Any], Any]
 
-# Cloud Tasks allows an App Engine dispatch_deadline up to 24 h; budgets stay below it.
-MAX_DEADLINE_SECONDS = 24 * 3600.0
+# A job's budget spans its runs (each at most one slice, which fits the request limits),
+# so it may exceed any request limit; a week bounds what one job may hold a worker for.
+MAX_DEADLINE_SECONDS = 7 * 24 * 3600.0
 # Where @job leaves its description on the handler.
 _MARK = "__offload_job__"
 

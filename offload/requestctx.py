@@ -14,10 +14,11 @@ import re
 import time
 from collections.abc import Mapping
 
-from flask import Flask, Response, g, request
+from flask import Flask, Response, current_app, g, request
 from werkzeug.datastructures import Headers
 
 from offload.logs import log_context
+from offload.platform import APP_ENGINE
 from offload.tracecontext import TraceContext, parse_traceparent
 
 HeaderMap = Mapping[str, str] | Headers
@@ -36,6 +37,7 @@ __all__ = [
 log = logging.getLogger("offload.access")
 
 REQUEST_ID_HEADER = "X-Request-ID"
+APPENGINE_LOG_ID = "X-Appengine-Request-Log-Id"
 # fullmatch everywhere: ``$`` would also accept a value ending in a newline.
 _REQUEST_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._:-]{0,127}")
 _CLOUD_TRACE = re.compile(r"([0-9a-fA-F]{32})(?:/([0-9]{1,20}))?(?:;o=([01]))?")
@@ -51,13 +53,22 @@ def is_valid_request_id(value: str) -> bool:
     return _REQUEST_ID.fullmatch(value) is not None
 
 
-def pick_request_id(headers: HeaderMap) -> str:
-    """The request id: a valid ``X-Request-ID``, else App Engine's log id, else a new one."""
-    for name in (REQUEST_ID_HEADER, "X-Appengine-Request-Log-Id"):
+def pick_request_id(headers: HeaderMap, *, on_app_engine: bool = False) -> str:
+    """The request id: a valid ``X-Request-ID``, else App Engine's log id, else a new one.
+
+    App Engine's log id only ``on_app_engine``: elsewhere nothing strips the header,
+    and a forged one would choose the id under which a request is logged.
+    """
+    names = (REQUEST_ID_HEADER, APPENGINE_LOG_ID) if on_app_engine else (REQUEST_ID_HEADER,)
+    for name in names:
         value = headers.get(name)
         if value and is_valid_request_id(value):
             return value
     return new_request_id()
+
+
+def _on_app_engine() -> bool:
+    return bool(current_app.config.get("PLATFORM") == APP_ENGINE)
 
 
 def parse_trace(headers: HeaderMap) -> TraceContext:
@@ -76,7 +87,7 @@ def parse_trace(headers: HeaderMap) -> TraceContext:
 def current_request_id() -> str:
     """The request id of the request being handled."""
     if "request_id" not in g:  # asked before our before_request ran
-        g.request_id = pick_request_id(request.headers)
+        g.request_id = pick_request_id(request.headers, on_app_engine=_on_app_engine())
     value: str = g.request_id
     return value
 
@@ -93,7 +104,7 @@ def init_app(app: Flask) -> None:
     @app.before_request
     def _start() -> None:
         g.request_started = time.perf_counter()
-        g.request_id = pick_request_id(request.headers)
+        g.request_id = pick_request_id(request.headers, on_app_engine=_on_app_engine())
         g.trace = parse_trace(request.headers)
         ctx = log_context(
             request_id=g.request_id,

@@ -24,12 +24,13 @@ from pydantic_settings import (
 )
 
 from offload.errors import ConfigError
+from offload.platform import LOCAL, detect_platform
 
 __all__ = ["ENV_PREFIX", "Settings", "load_settings", "markdown_table"]
 
 ENV_PREFIX = "OFFLOAD_"
 # Values never echoed in an error message.
-_SECRET = frozenset({"database_url", "api_keys", "webhook_secret"})
+_SECRET = frozenset({"database_url", "api_keys", "webhook_secret", "console_secret_key"})
 # The environment load_settings reads (a test may pass its own mapping).
 _ENVIRON: ContextVar[Mapping[str, str]] = ContextVar("offload_environ", default=os.environ)
 
@@ -263,11 +264,21 @@ class Settings(BaseSettings):
             "Where the worker fetches the keys that sign push tokens (the emulator serves its own)."
         ),
     )
+    slice_seconds: float = Field(
+        540.0,
+        gt=0,
+        description=(
+            "Longest run of a job in one request; a longer job continues in a new request. "
+            "540 fits App Engine automatic scaling (600 s), Cloud Run and HTTP targets "
+            "(30 min). Set the same value in web and worker."
+        ),
+    )
     worker_timeout_seconds: int = Field(
-        660,
+        560,
         ge=1,
         description=(
-            "gunicorn --timeout of the worker: the hard limit of one request, past every budget."
+            "gunicorn --timeout of the worker (gunicorn.conf.py reads it from gunicorn; "
+            "`make run` passes slice + dispatch margin + 5): the hard limit of one request."
         ),
     )
     platform_timeout_seconds: int = Field(
@@ -342,6 +353,12 @@ class Settings(BaseSettings):
             "lease ran out (Cloud Tasks stopped retrying it)."
         ),
     )
+    demo_dir: str = Field(
+        "var/demo",
+        description=(
+            "Folder where the demo jobs keep their own records (demo.long's step executions)."
+        ),
+    )
     events_poll_seconds: float = Field(
         0.2,
         gt=0,
@@ -404,13 +421,34 @@ class Settings(BaseSettings):
     worker_auth: Literal["appengine", "oidc"] = Field(
         "appengine",
         description=(
-            "How the worker proves a push came from Cloud Tasks: `appengine` (platform task "
-            "headers) or `oidc` (verified ID token)."
+            "How the worker proves a push came from Cloud Tasks: `appengine` (App Engine's task "
+            "headers: believed on App Engine, and locally only from loopback; refused at start "
+            "on Cloud Run or another host) or `oidc` (verified ID token). Pushes must name a "
+            "configured queue."
         ),
     )
 
-    # Not a setting: whether this runs on App Engine (GAE_ENV) or Cloud Run (K_SERVICE).
+    console_secret_key: SecretStr = Field(
+        SecretStr(""),
+        description=(
+            "Signs the console's session cookies (random, 32+ characters; keep it in Secret "
+            "Manager). Required on App Engine and Cloud Run with `api_key` or `iap`; locally, "
+            "empty = read from (or first made in) `OFFLOAD_CONSOLE_SECRET_KEY_FILE`."
+        ),
+    )
+    console_secret_key_file: str = Field(
+        "var/console-secret-key",
+        description=(
+            "Local only: where the console's session key is kept when "
+            "`OFFLOAD_CONSOLE_SECRET_KEY` is empty, so sessions survive restarts and span "
+            "processes."
+        ),
+    )
+
+    # Not settings: where this runs (offload.platform) and whether that is a hosting
+    # platform (App Engine, Cloud Run, another host) rather than a developer's machine.
     hosted: bool = Field(False, exclude=True)
+    platform: str = Field(LOCAL, exclude=True)
 
     @classmethod
     def settings_customise_sources(
@@ -463,9 +501,11 @@ def load_settings(
     env = os.environ if environ is None else environ
     fields = Settings.model_fields
     init = {k.lower(): v for k, v in (overrides or {}).items() if k.lower() in fields}
-    # Hosted on App Engine (GAE_ENV=standard) or Cloud Run (K_SERVICE): no local defaults.
+    # Hosted (App Engine, Cloud Run, another platform: offload.platform): no local defaults.
     # Real Cloud Tasks unless an emulator is named, and no log files on a read-only disk.
-    hosted = env.get("GAE_ENV", "").startswith("standard") or bool(env.get("K_SERVICE"))
+    platform = detect_platform(env)
+    init.setdefault("platform", platform)
+    hosted = platform != LOCAL
     if hosted:
         for name in ("tasks_emulator_host", "log_dir"):
             if ENV_PREFIX + name.upper() not in env:

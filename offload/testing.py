@@ -75,6 +75,25 @@ class InMemoryCloudTasks:
                 raise _error(gexc.NotFound, "Requested entity was not found.")
             self.gone.add(name)
 
+    def get_queue(self, *, name: str, **_options: Any) -> tasks_v2.Queue:
+        """A running queue called ``name`` (the console reads its state)."""
+        self._call("get_queue")
+        return tasks_v2.Queue(
+            name=name,
+            state=tasks_v2.Queue.State.RUNNING,
+            rate_limits=tasks_v2.RateLimits(
+                max_dispatches_per_second=500, max_concurrent_dispatches=1000
+            ),
+        )
+
+    def list_tasks(self, *, request: dict[str, Any], **_options: Any) -> tasks_v2.ListTasksResponse:
+        """Every task of the queue, on one page."""
+        self._call("list_tasks")
+        prefix = str(request["parent"]) + "/tasks/"
+        with self._lock:
+            tasks = [t for n, t in self.tasks.items() if n.startswith(prefix)]
+        return tasks_v2.ListTasksResponse(tasks=tasks)
+
     def run(self, name: str) -> tasks_v2.Task:
         """Take a task out as if Cloud Tasks had dispatched it successfully."""
         with self._lock:

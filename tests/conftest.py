@@ -81,6 +81,7 @@ def app_config(tmp: Path, **overrides: Any) -> dict[str, Any]:
         "QUEUE": QUEUE,
         "DATABASE_URL": f"sqlite:///{tmp / 'offload.db'}",
         "LOG_DIR": "",
+        "CONSOLE_SECRET_KEY_FILE": str(tmp / "console-secret-key"),
         "HARD_GRACE_SECONDS": 0.0,
         "PROGRESS_INTERVAL_SECONDS": 0.0,
         "PLATFORM_TIMEOUT_SECONDS": 600,

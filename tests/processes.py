@@ -55,6 +55,8 @@ class Proc:
     def __init__(self, name: str, argv: Sequence[str], env: Mapping[str, str], log: Path) -> None:
         self.name = name
         self.log = log
+        self.argv = list(argv)  # kept so a fault run can start the same process again
+        self.env = dict(env)
         self._out = open(log, "wb")  # noqa: SIM115 - closed in stop()
         self.popen = subprocess.Popen(
             list(argv),
@@ -146,7 +148,7 @@ class Stack:
         channel = grpc.insecure_channel(f"127.0.0.1:{self.emulator_port}")
         return tasks_v2.CloudTasksClient(transport=CloudTasksGrpcTransport(channel=channel))
 
-    def start_emulator(self, queue_yaml: str = TEST_QUEUE_YAML) -> None:
+    def start_emulator(self, queue_yaml: str = TEST_QUEUE_YAML, *extra: str) -> None:
         self.emulator_port, self.emulator_http_port = free_port(), free_port()
         worker_port = free_port()
         self.worker_url = f"http://127.0.0.1:{worker_port}"
@@ -161,6 +163,7 @@ class Stack:
             "--appengine-service", f"worker={self.worker_url}",
             "--log-dir", str(self.log_dir),
             "--min-dispatch-deadline-seconds", "1",
+            *extra,
         ]  # fmt: skip
         proc = Proc("emulator", argv, self.env, self.tmp / "emulator.out")
         self.procs["emulator"] = proc
@@ -222,15 +225,20 @@ def make_stack(
 ) -> Stack:
     """Start emulator, worker and web on free loopback ports."""
     tmp.mkdir(parents=True, exist_ok=True)
+    margin = float((env or {}).get("OFFLOAD_DISPATCH_MARGIN_SECONDS", 15))
     base_env = {
         "OFFLOAD_PROJECT_ID": PROJECT,
         "OFFLOAD_LOCATION": LOCATION,
         "OFFLOAD_QUEUE": QUEUE,
         "OFFLOAD_DATABASE_URL": f"sqlite:///{tmp / 'offload.db'}",
         "OFFLOAD_LOG_DIR": str(tmp / "log"),
+        "OFFLOAD_CONSOLE_SECRET_KEY_FILE": str(tmp / "console-secret-key"),
         "OFFLOAD_PROGRESS_INTERVAL_SECONDS": "0.2",
         "OFFLOAD_PLATFORM_TIMEOUT_SECONDS": "600",
         "OFFLOAD_JOB_MODULES": "jobs,tests.testjobs",
+        # The slice follows gunicorn's timeout, as `make run` does the other way round.
+        "OFFLOAD_SLICE_SECONDS": str(max(1.0, worker_timeout - margin - 5)),
+        "OFFLOAD_DEMO_DIR": str(tmp / "demo"),
         **(env or {}),
     }
     stack = Stack(tmp=tmp, env=base_env)

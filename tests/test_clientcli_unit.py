@@ -10,7 +10,7 @@ import pytest
 from offload.cli import build_parser
 from offload.client import Job, Progress
 from offload.progressview import ProgressView
-from offload.termtext import escape
+from offload.termsafe import escape
 
 
 def _parsers(parser: argparse.ArgumentParser) -> list[argparse.ArgumentParser]:
@@ -36,7 +36,7 @@ def test_every_help_text_reads_as_plain_text() -> None:
     [
         ("plain text, ünïcode", "plain text, ünïcode"),
         ("\x1b[31mred\x07", "\\x1b[31mred\\x07"),
-        ("a\nb\r", "a\\x0ab\\x0d"),
+        ("a\nb\r", "a\\nb\\r"),
         ("\x9b2J and \u202eevil", "\\x9b2J and \\u202eevil"),
     ],
 )

@@ -29,6 +29,7 @@ from gunicorn.config import Config as GunicornConfig
 from offload.errors import ConfigError
 from offload.registry import JobRegistry
 from offload.settings import ENV_PREFIX, Settings, load_settings, markdown_table
+from offload.slices import worker_timeout_for
 from offload.store import migrate
 from tests.conftest import app_config
 from worker import check_timeouts
@@ -49,6 +50,7 @@ SHARED_KEYS = (
     "WORKER_SERVICE",
     "TASK_PATH",
     "DISPATCH_MARGIN_SECONDS",
+    "SLICE_SECONDS",
     "DATABASE_URL",
     "JOB_MODULES",
     "TASKS_EMULATOR_HOST",
@@ -208,6 +210,7 @@ def _service_problems(name: str, service: Mapping[str, Any]) -> Iterator[str]:
         task = first_handler(service, config.task_path)
         if task is None or task.get("login") != "admin":
             yield f"{name}: the task route {config.task_path} is not behind login: admin"
+        yield from _timeout_follows_the_slice(name, entry, config)
         try:
             check_timeouts(
                 config.model_copy(
@@ -232,6 +235,16 @@ def _service_problems(name: str, service: Mapping[str, Any]) -> Iterator[str]:
         yield f"{name}: OFFLOAD_TASKS_EMULATOR_HOST must be empty (real Cloud Tasks)"
     if config.log_dir:
         yield f"{name}: OFFLOAD_LOG_DIR must be empty (App Engine's disk is read-only)"
+
+
+def _timeout_follows_the_slice(name: str, entry: Entrypoint, config: Settings) -> Iterator[str]:
+    """The worker's --timeout sets its lease: far past the slice, recovery waits for it."""
+    if entry.timeout > worker_timeout_for(config) + 30:
+        yield (
+            f"{name}: --timeout {entry.timeout} is far past the slice "
+            f"(OFFLOAD_SLICE_SECONDS={config.slice_seconds:g} + margin + 5 = "
+            f"{worker_timeout_for(config)}): a killed run's job would wait that long"
+        )
 
 
 def _queue_problems(files: Mapping[str, Any], services: Mapping[str, Any]) -> Iterator[str]:
@@ -368,6 +381,8 @@ def test_each_entrypoint_starts_its_app_through_gunicorn(name: str, tmp_path: Pa
     }
     if PLACEHOLDER_KEYS in env.get("OFFLOAD_API_KEYS", ""):
         env["OFFLOAD_API_KEYS"] = "ci:" + hashlib.sha256(b"ci").hexdigest()
+    if env.get("OFFLOAD_CONSOLE_SECRET_KEY") == "__CONSOLE_SECRET_KEY__":
+        env["OFFLOAD_CONSOLE_SECRET_KEY"] = "ci-console-session-key-" + "0" * 32
     scaling = scaling_of(service)
     env["OFFLOAD_PLATFORM_TIMEOUT_SECONDS"] = str(
         min(int(env.get("OFFLOAD_PLATFORM_TIMEOUT_SECONDS", 86400)), PLATFORM_TIMEOUT[scaling])
@@ -521,6 +536,18 @@ def test_a_task_or_cron_route_open_to_the_internet_is_caught(files: dict[str, An
     _caught(files, "cron.yaml /cron/expire: not behind login: admin")
 
 
+def test_a_worker_timeout_that_does_not_follow_the_slice_is_caught(
+    files: dict[str, Any],
+) -> None:
+    _set_entrypoint_flag(files["worker.yaml"], "--timeout", "3600")
+    _caught(files, "is far past the slice")
+
+
+def test_web_and_worker_with_different_slices_are_caught(files: dict[str, Any]) -> None:
+    files["worker.yaml"]["env_variables"]["OFFLOAD_SLICE_SECONDS"] = "300"
+    _caught(files, "disagree on OFFLOAD_SLICE_SECONDS")
+
+
 def test_a_web_timeout_shorter_than_an_enqueue_is_caught(files: dict[str, Any]) -> None:
     _set_entrypoint_flag(files["app.yaml"], "--timeout", "5")
     _caught(files, "must leave room for a CreateTask")
@@ -556,6 +583,7 @@ def test_deploy_md_cloud_run_worker_passes_the_start_up_timeout_check() -> None:
     check_timeouts(
         config.model_copy(update={"worker_timeout_seconds": entry.timeout}), job_types(config)
     )
+    assert list(_timeout_follows_the_slice("DEPLOY.md", entry, config)) == []
 
 
 def test_deploy_md_creates_the_queue_with_queue_yaml_s_values() -> None:

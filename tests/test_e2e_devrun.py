@@ -78,6 +78,19 @@ def test_run_starts_all_three_runs_a_job_and_ctrl_c_leaves_nothing(tmp_path: Pat
             time.sleep(0.1)
             job = requests.get(f"{web}/jobs/{job['id']}", timeout=5).json()
         assert job["status"] == "succeeded" and job["result"] == {"hi": 1}
+        # A path a client chose, with ESC and a newline: shown escaped, never obeyed.
+        hostile = requests.get(f"{web}/jobs/%1b%5b31mX%0aFAKE%20LINE", timeout=5)
+        assert hostile.status_code == 404
+        rid = hostile.headers["X-Request-ID"]
+        logs = subprocess.run(
+            [sys.executable, "-m", "offload.cli", "logs", rid, "--log-dir", str(tmp_path / "log")],
+            cwd=ROOT, env=env, capture_output=True, text=True, timeout=60,
+        )  # fmt: skip
+        assert logs.returncode == 0, logs.stderr
+        assert "GET /jobs/\\x1b[31mX\n    FAKE LINE 404" in logs.stdout, logs.stdout
+        while "FAKE LINE 404" not in (tmp_path / "run.out").read_text():
+            assert time.monotonic() < end + 60, (tmp_path / "run.out").read_text()
+            time.sleep(0.1)
         family = _descendants(proc.pid)
         assert len(family) >= 5  # emulator, two gunicorn arbiters and their workers
     finally:
@@ -90,4 +103,8 @@ def test_run_starts_all_three_runs_a_job_and_ctrl_c_leaves_nothing(tmp_path: Pat
         assert f"{name.ljust(10)} | " in output
         assert f"{name.ljust(10)} | stopped" in output
     assert "job " in output and "accepted" in output
+    for text in (output, logs.stdout):
+        assert "\x1b" not in text
+        assert not [line for line in text.splitlines() if line.startswith("FAKE")]
+    assert "GET /jobs/\\x1b[31mX\\nFAKE LINE 404" in output
     assert not [pid for pid in family if _alive(pid)], output

@@ -283,6 +283,7 @@ def hosted_web(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
             "OFFLOAD_API_AUTH": "api_key",
             "OFFLOAD_API_KEYS": "tests:" + hashlib.sha256(API_KEY.encode()).hexdigest(),
             "OFFLOAD_WEBHOOK_SECRET": SECRET,
+            "OFFLOAD_CONSOLE_SECRET_KEY": "hosted-console-session-key-" + "0" * 32,
             "OFFLOAD_JOB_MODULES": "jobs",
         },
     )

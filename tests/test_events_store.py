@@ -34,7 +34,7 @@ def test_every_change_of_a_job_appends_an_event_in_order(store: JobStore) -> Non
     assert store.finish(job.id, again.token, status=SUCCEEDED, result=1, outcome="succeeded")
     assert kinds(store, job.id) == [
         ("status", {"status": "queued"}),
-        ("attempt", {"number": 1, "delivery": 1}),
+        ("attempt", {"number": 1, "delivery": 1, "run": 1}),
         ("status", {"status": "running", "attempts": 1}),
         ("progress", {"fraction": 0.5, "message": "half"}),
         ("attempt", {"number": 1, "outcome": "transient_error"}),
@@ -47,7 +47,7 @@ def test_every_change_of_a_job_appends_an_event_in_order(store: JobStore) -> Non
                 "cancel_requested": False,
             },
         ),
-        ("attempt", {"number": 2, "delivery": 2}),
+        ("attempt", {"number": 2, "delivery": 2, "run": 2}),
         ("status", {"status": "running", "attempts": 2}),
         ("attempt", {"number": 2, "outcome": "succeeded"}),
         ("finished", {"status": "succeeded", "reason": None}),

@@ -43,12 +43,18 @@ def test_an_invalid_request_id_is_replaced_by_a_new_one(value: str) -> None:
     assert NEW_ID.fullmatch(pick_request_id({"X-Request-ID": value}))
 
 
-def test_app_engine_log_id_is_the_fallback_and_a_valid_header_wins() -> None:
-    assert pick_request_id({"X-Appengine-Request-Log-Id": "5f1e2d"}) == "5f1e2d"
+def test_app_engine_log_id_is_the_fallback_on_app_engine_and_a_valid_header_wins() -> None:
+    ae = {"on_app_engine": True}
+    assert pick_request_id({"X-Appengine-Request-Log-Id": "5f1e2d"}, **ae) == "5f1e2d"
     both = {"X-Request-ID": "mine", "X-Appengine-Request-Log-Id": "5f1e2d"}
-    assert pick_request_id(both) == "mine"
+    assert pick_request_id(both, **ae) == "mine"
     bad_then_ae = {"X-Request-ID": "bad\n", "X-Appengine-Request-Log-Id": "5f1e2d"}
-    assert pick_request_id(bad_then_ae) == "5f1e2d"
+    assert pick_request_id(bad_then_ae, **ae) == "5f1e2d"
+
+
+def test_app_engine_log_id_is_ignored_off_app_engine() -> None:
+    """Nothing strips the header elsewhere: a forged one must not choose the request id."""
+    assert NEW_ID.fullmatch(pick_request_id({"X-Appengine-Request-Log-Id": "forged-id"}))
 
 
 def test_traceparent_is_followed() -> None:

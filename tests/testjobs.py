@@ -33,6 +33,19 @@ def stuck(ctx: JobContext, payload: Seconds) -> int:
     return sum(range(10**13))
 
 
+class Depth(BaseModel):
+    levels: int
+
+
+@job("test.deep_result", payload=Depth, deadline_seconds=5, max_attempts=2)
+def deep_result(ctx: JobContext, payload: Depth) -> object:
+    """Return a value nested ``levels`` deep (results are bounded like requests)."""
+    value: object = {}
+    for _ in range(payload.levels):
+        value = {"a": value}
+    return value
+
+
 class Mark(BaseModel):
     path: str
     gate: str | None = None

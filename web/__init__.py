@@ -7,10 +7,11 @@ from typing import Any
 
 from flask import Flask
 
-from offload import webhook_dispatch
+from offload import readiness, webhook_dispatch
 from offload.enqueue import TaskQueue
 from offload.flaskapp import base_app, get_settings, get_store
-from web import api, longpoll, openapi, security, stream
+from offload.readiness import Probe, store_check, tasks_check
+from web import api, console, longpoll, openapi, security, stream
 
 __all__ = ["create_app"]
 
@@ -21,11 +22,19 @@ def create_app(config: Mapping[str, Any] | None = None, *, tasks_client: Any = N
     ``tasks_client`` replaces the Cloud Tasks client (:mod:`offload.testing` has one).
     """
     app = base_app(__name__, "web", config)
-    app.extensions["offload.tasks"] = TaskQueue(get_settings(app), client=tasks_client)
+    tasks = app.extensions["offload.tasks"] = TaskQueue(get_settings(app), client=tasks_client)
+    readiness.init_app(
+        app,
+        {
+            "store": Probe("store", store_check(get_store(app))),
+            "cloud_tasks": Probe("cloud_tasks", tasks_check(tasks.client, tasks.queue_path)),
+        },
+    )
     security.init_app(app)
     app.register_blueprint(api.bp)
     app.register_blueprint(openapi.bp)
     longpoll.init_app(app)
     app.register_blueprint(stream.bp)
     webhook_dispatch.init_app(app, get_store(app), app.extensions["offload.tasks"])
+    console.init_app(app)
     return app

@@ -6,6 +6,7 @@ import datetime as dt
 import hashlib
 import json
 import logging
+import math
 import re
 from dataclasses import replace
 from typing import Any
@@ -18,6 +19,7 @@ from offload.enqueue import TaskQueue
 from offload.errors import EnqueueError, StoreError
 from offload.flaskapp import get_settings, get_store, no_content
 from offload.ids import is_job_id, new_job_id, task_id_for
+from offload.jsondepth import MAX_JSON_DEPTH, too_deep
 from offload.logs import log_context
 from offload.outbox import enqueue_job
 from offload.problems import ProblemError, validation_errors
@@ -48,6 +50,24 @@ def _no_constant(name: str) -> Any:
     raise ValueError(f"{name} is not a JSON value")
 
 
+def _too_deep(where: str) -> ProblemError:
+    return ProblemError(
+        400,
+        "Nested Too Deeply",
+        f"objects and arrays nest more than {MAX_JSON_DEPTH} levels deep in {where}",
+        slug="too-deep",
+    )
+
+
+def _number(text: str) -> float | int:
+    # JSON (and JSON Schema's "integer") does not tell 75.0 from 75: an integral number
+    # is an int, so strict validation takes it for an integer field as for a float one.
+    value = float(text)
+    if not math.isfinite(value):  # 1e400: not a number any store can hold
+        raise ValueError(f"{text[:20]} is out of range")
+    return int(value) if value.is_integer() and abs(value) < 2**63 else value
+
+
 def _json_body() -> dict[str, Any]:
     """The request's JSON object, or a 415/400 problem."""
     mimetype = request.mimetype
@@ -59,15 +79,19 @@ def _json_body() -> dict[str, Any]:
             slug="unsupported-media-type",
         )
     try:
-        body = json.loads(request.get_data(cache=True) or b"null", parse_constant=_no_constant)
+        body = json.loads(
+            request.get_data(cache=True) or b"null",
+            parse_constant=_no_constant,
+            parse_float=_number,
+        )
     except (ValueError, UnicodeDecodeError) as e:
         raise ProblemError(
             400, "Malformed JSON", f"the body is not valid JSON: {e}", slug="malformed-json"
         ) from None
     except RecursionError:
-        raise ProblemError(
-            400, "Malformed JSON", "the body is nested too deeply", slug="malformed-json"
-        ) from None
+        raise _too_deep("the body") from None
+    if (where := too_deep(body)) is not None:
+        raise _too_deep("body." + ".".join(map(str, where)))
     if not isinstance(body, dict):
         raise ProblemError(
             400, "Malformed JSON", "the body must be a JSON object", slug="malformed-json"
@@ -104,7 +128,11 @@ def _validate(body: dict[str, Any]) -> tuple[SubmitJob, JobType, dict[str, Any]]
             + ", ".join(sorted(get_registry(current_app).names())),
         )
     try:
-        payload = job_type.payload_model.model_validate(submit.payload)
+        # Strict, in JSON mode: numbers must be numbers, while a date or an enum may
+        # still arrive as the string JSON has for it.
+        payload = job_type.payload_model.model_validate_json(
+            json.dumps(submit.payload), strict=True
+        )
     except ValidationError as e:
         raise ProblemError.validation(
             validation_errors(e, ["body", "payload"]), f"invalid payload for {submit.type}"
@@ -268,7 +296,7 @@ def get_job(job_id: str) -> Response:
 def list_jobs() -> Response:
     """A page of the caller's jobs (every job for admins), newest first, filtered."""
     try:
-        query = ListQuery.model_validate(request.args.to_dict())
+        query = ListQuery.model_validate_strings(request.args.to_dict())
     except ValidationError as e:
         raise ProblemError.validation(validation_errors(e, ["query"]), "invalid query") from None
     limit = min(query.limit, get_settings(current_app).page_size_max)
@@ -304,7 +332,7 @@ def list_jobs() -> Response:
 
 def _list_item(job: Job) -> dict[str, Any]:
     item = job.to_resource()
-    del item["attempt_log"]
+    del item["attempt_log"], item["steps"]  # not read for a page: GET /jobs/{id} has them
     return item
 
 
@@ -363,10 +391,3 @@ def resubmit_job(job_id: str) -> Response:
         notify_url=old.notify_url,
     )
     return _job_response(_wake(job), 202)
-
-
-@bp.get("/healthz")
-def healthz() -> Response:
-    """Liveness and store reachability."""
-    get_store(current_app).list(limit=1)
-    return jsonify({"status": "ok"})

@@ -12,18 +12,15 @@ from __future__ import annotations
 import hashlib
 import hmac
 import logging
-import threading
-import time
 from dataclasses import dataclass
 from typing import Any
 
 import jwt
-import requests
 
+from offload.authn import AuthError, Caller
 from offload.errors import ConfigError
-from offload.problems import ProblemError
-from offload.requestctx import HeaderMap
 from offload.settings import Settings
+from offload.signingkeys import SigningKeys, SigningKeysError
 
 __all__ = [
     "ROLES",
@@ -58,16 +55,14 @@ class Principal:
         return ROLES.index(self.role) >= ROLES.index(needed)
 
 
-def _unauthorized(detail: str, challenge: str) -> ProblemError:
-    return ProblemError(
-        401, "Unauthorized", detail, slug="unauthorized", headers={"WWW-Authenticate": challenge}
-    )
+def _unauthorized(detail: str, challenge: str) -> AuthError:
+    return AuthError(401, detail, challenge=challenge)
 
 
 class NoAuth:
     """Local development: everyone is the admin ``anonymous``."""
 
-    def authenticate(self, headers: HeaderMap) -> Principal:
+    def authenticate(self, caller: Caller) -> Principal:
         """Everyone is let in."""
         return Principal("anonymous", "admin")
 
@@ -93,8 +88,9 @@ class ApiKeyAuth:
         if not self._keys:
             raise ConfigError("OFFLOAD_API_AUTH=api_key needs at least one OFFLOAD_API_KEYS entry")
 
-    def authenticate(self, headers: HeaderMap) -> Principal:
+    def authenticate(self, caller: Caller) -> Principal:
         """The key's principal, or a 401."""
+        headers = caller.headers
         scheme, _, token = (headers.get("Authorization") or "").partition(" ")
         key = token.strip() if scheme.lower() == "bearer" else (headers.get("X-API-Key") or "")
         if not key:
@@ -112,27 +108,14 @@ class ApiKeyAuth:
             )
         return found
 
+    def knows(self, principal: Principal) -> bool:
+        """Whether a key of this principal, with this role, is still configured."""
+        return any(p == principal for _, p in self._keys)
 
-class _JwksCache:
-    """IAP's public keys (JWK set), refreshed every few minutes or on an unknown key id."""
 
-    def __init__(self, url: str, ttl: float = 600.0) -> None:
-        self.url = url
-        self.ttl = ttl
-        self._keys: dict[str, Any] = {}
-        self._fetched = 0.0
-        self._lock = threading.Lock()
-
-    def key(self, kid: str) -> Any:
-        with self._lock:
-            stale = time.monotonic() - self._fetched > self.ttl
-            if stale or (kid not in self._keys and time.monotonic() - self._fetched > 30):
-                response = requests.get(self.url, timeout=5)
-                response.raise_for_status()
-                jwks = jwt.PyJWKSet.from_dict(response.json())
-                self._keys = {k.key_id: k.key for k in jwks.keys if k.key_id}
-                self._fetched = time.monotonic()
-            return self._keys.get(kid)
+def _jwk_set(body: Any) -> dict[str, Any]:
+    """IAP's JWK set as public keys by key id."""
+    return {k.key_id: k.key for k in jwt.PyJWKSet.from_dict(body).keys if k.key_id}
 
 
 class IapAuth:
@@ -144,12 +127,12 @@ class IapAuth:
         if not audience:
             raise ConfigError("OFFLOAD_API_AUTH=iap needs OFFLOAD_IAP_AUDIENCE")
         self.audience = audience
-        self._keys = _JwksCache(certs_url)
+        self._keys = SigningKeys(certs_url, _jwk_set, ttl=600.0)
         self._admins = {a.strip().lower() for a in admins.split(",") if a.strip()}
 
-    def authenticate(self, headers: HeaderMap) -> Principal:
+    def authenticate(self, caller: Caller) -> Principal:
         """The IAP user, or a 401."""
-        token = headers.get(IAP_HEADER) or ""
+        token = caller.headers.get(IAP_HEADER) or ""
         if not token:
             raise _unauthorized("this API is served behind Identity-Aware Proxy", self.challenge)
         try:
@@ -169,7 +152,7 @@ class IapAuth:
         except jwt.InvalidTokenError as e:
             log.warning("IAP assertion refused: %s", e)
             raise _unauthorized("the IAP assertion is not valid", self.challenge) from None
-        except requests.RequestException as e:
+        except SigningKeysError as e:
             log.error("cannot fetch IAP signing keys: %s", e)
             raise _unauthorized("the IAP assertion cannot be checked now", self.challenge) from None
         email = str(claims["email"]).lower()

@@ -12,6 +12,8 @@ from flask import Blueprint, Response, current_app, jsonify
 from pydantic import BaseModel
 from pydantic.json_schema import models_json_schema
 
+from offload.flaskapp import get_settings
+from offload.jsondepth import MAX_JSON_DEPTH
 from offload.registry import JobRegistry, JobType, get_registry
 from offload.store import STATUSES
 from web.longpoll import MAX_WAIT_SECONDS
@@ -39,7 +41,7 @@ _HEADERS = {
 
 def _problems(*codes: int) -> dict[str, Any]:
     titles = {
-        400: "Malformed request",
+        400: f"Malformed request, or JSON nested more than {MAX_JSON_DEPTH} levels deep",
         401: "No or invalid credentials",
         403: "Credentials without the needed role",
         404: "No such job (or not yours)",
@@ -56,7 +58,45 @@ def _problems(*codes: int) -> dict[str, Any]:
     }
 
 
-def _job(description: str, *, location: bool = False) -> dict[str, Any]:
+def _readiness(description: str) -> dict[str, Any]:
+    check = {
+        "type": "object",
+        "properties": {
+            "status": {"enum": ["ok", "down", "timeout"]},
+            "detail": {"type": "string"},
+            "latency_ms": {"type": "number"},
+            "age_seconds": {"type": "number"},
+        },
+        "required": ["status", "detail"],
+    }
+    schema = {
+        "type": "object",
+        "properties": {
+            "status": {"enum": ["ready", "degraded", "unavailable"]},
+            "checks": {"type": "object", "additionalProperties": check},
+        },
+        "required": ["status", "checks"],
+    }
+    return {
+        "description": description,
+        "headers": _HEADERS,
+        "content": {"application/json": {"schema": schema}},
+    }
+
+
+# What a client can do next with the job an answer names (OpenAPI links, which stateful
+# testing follows).
+_JOB_LINKS = {
+    "GetJob": {"operationId": "get_job", "parameters": {"job_id": "$response.body#/id"}},
+    "CancelJob": {"operationId": "cancel_job", "parameters": {"job_id": "$response.body#/id"}},
+    "ResubmitJob": {
+        "operationId": "resubmit_job",
+        "parameters": {"job_id": "$response.body#/id"},
+    },
+}
+
+
+def _job(description: str, *, location: bool = False, links: bool = False) -> dict[str, Any]:
     headers: dict[str, Any] = dict(_HEADERS)
     headers["Retry-After"] = {
         "description": "Seconds to wait before polling again (unfinished jobs).",
@@ -67,12 +107,27 @@ def _job(description: str, *, location: bool = False) -> dict[str, Any]:
             "description": "The job's status monitor.",
             "schema": {"type": "string"},
         }
-    return {
+    answer: dict[str, Any] = {
         "description": description,
         "headers": headers,
         "content": {"application/json": {"schema": {"$ref": _REF.format(model="JobResource")}}},
     }
+    if links:
+        answer["links"] = _JOB_LINKS
+    return answer
 
+
+_SSE_EVENT = {
+    "type": "object",
+    "description": "One event of the stream; `data` is JSON (see the operation's text).",
+    "required": ["event", "data", "id"],
+    "properties": {
+        "event": {"enum": ["status", "progress", "attempt", "finished"]},
+        "data": {"type": "string", "contentMediaType": "application/json"},
+        "id": {"type": "string"},
+        "retry": {"type": "integer"},
+    },
+}
 
 _EVENTS_DESCRIPTION = """Server-Sent Events (text/event-stream) of the job's changes, oldest first:
 
@@ -112,8 +167,59 @@ def _submit_branch(jt: JobType, payload_ref: str) -> dict[str, Any]:
     }
 
 
-def build_spec(registry: JobRegistry) -> dict[str, Any]:
-    """The OpenAPI 3.1 document of the web API for ``registry``'s job types."""
+# What each OFFLOAD_API_AUTH mode enforces, as OpenAPI security schemes: the document
+# describes the running service, so clients and checkers (schemathesis sends requests
+# without and with wrong credentials) see what it really asks for.
+_SCHEMES: dict[str, dict[str, Any]] = {
+    "api_key": {
+        "bearerKey": {
+            "type": "http",
+            "scheme": "bearer",
+            "description": "An API key as a bearer token.",
+        },
+        "apiKeyHeader": {
+            "type": "apiKey",
+            "in": "header",
+            "name": "X-API-Key",
+            "description": "An API key in its own header.",
+        },
+    },
+    "iap": {
+        "iapAssertion": {
+            "type": "apiKey",
+            "in": "header",
+            "name": "X-Goog-IAP-JWT-Assertion",
+            "description": "Identity-Aware Proxy's signed assertion (set by IAP, not clients).",
+        },
+    },
+    "none": {},
+}
+
+
+def _without_auth_problems(paths: dict[str, Any]) -> None:
+    """No credentials are asked for: no operation can answer 401 or 403."""
+    for item in paths.values():
+        for operation in item.values():
+            if isinstance(operation, dict):
+                for code in ("401", "403"):
+                    operation.get("responses", {}).pop(code, None)
+
+
+def build_spec(registry: JobRegistry, auth_mode: str) -> dict[str, Any]:
+    """The OpenAPI 3.1 document for ``registry``'s job types and ``auth_mode``'s security."""
+    spec = _build_spec(registry)
+    schemes = _SCHEMES[auth_mode]
+    spec["components"]["securitySchemes"] = schemes
+    if schemes:
+        spec["security"] = [{name: []} for name in schemes]
+    else:
+        spec.pop("security")
+        spec["components"].pop("securitySchemes")
+        _without_auth_problems(spec["paths"])
+    return spec
+
+
+def _build_spec(registry: JobRegistry) -> dict[str, Any]:
     types = list(registry)
     models: list[tuple[type[BaseModel], Any]] = [
         (m, "serialization") for m in (JobResource, JobPage, Problem)
@@ -127,6 +233,9 @@ def build_spec(registry: JobRegistry) -> dict[str, Any]:
     schemas: dict[str, Any] = dict(defs.get("$defs", {}))
     submit = {
         "title": "SubmitJob",
+        "description": f"Objects and arrays may nest at most {MAX_JSON_DEPTH} levels deep in "
+        "the whole body (the body is the first level, the payload the second); deeper is a "
+        "400 (too-deep). Fields are strict: numbers are JSON numbers, never strings.",
         "oneOf": [
             _submit_branch(jt, refs[(jt.payload_model, "validation")]["$ref"]) for jt in types
         ],
@@ -149,7 +258,7 @@ def build_spec(registry: JobRegistry) -> dict[str, Any]:
             "job.failed | job.cancelled, timestamp, data: the job}`). List items leave out "
             "`attempt_log`. Every error is application/problem+json with the request id.",
         },
-        "security": [{"bearerKey": []}, {"apiKeyHeader": []}],
+        "security": [],
         "paths": {
             "/jobs": {
                 "post": {
@@ -165,10 +274,11 @@ def build_spec(registry: JobRegistry) -> dict[str, Any]:
                     ],
                     "requestBody": submit_body,
                     "responses": {
-                        "202": _job("Accepted: the job is queued.", location=True),
+                        "202": _job("Accepted: the job is queued.", location=True, links=True),
                         "200": _job(
                             "An idempotent repeat: the job first submitted with this key.",
                             location=True,
+                            links=True,
                         ),
                         **_problems(400, 401, 403, 413, 415, 422, 503),
                     },
@@ -236,6 +346,10 @@ def build_spec(registry: JobRegistry) -> dict[str, Any]:
                 "delete": {
                     "operationId": "cancel_job",
                     "summary": "Cancel the job.",
+                    "description": "Cancels, never removes: the job stays readable (GET "
+                    "answers 200 with status cancelled) and a later DELETE answers 409. "
+                    "`x-delete-removes: false` says so to tools that assume a DELETE removes.",
+                    "x-delete-removes": False,
                     "responses": {
                         "204": {
                             "description": "Cancelled before it ran; its task is deleted.",
@@ -265,7 +379,8 @@ def build_spec(registry: JobRegistry) -> dict[str, Any]:
                         "200": {
                             "description": "The event stream.",
                             "headers": _HEADERS,
-                            "content": {"text/event-stream": {"schema": {"type": "string"}}},
+                            # OpenAPI 3.1 (before 3.2's itemSchema): the schema is one event's.
+                            "content": {"text/event-stream": {"schema": _SSE_EVENT}},
                         },
                         **_problems(401, 403, 404, 422, 503),
                     },
@@ -277,7 +392,7 @@ def build_spec(registry: JobRegistry) -> dict[str, Any]:
                     "operationId": "resubmit_job",
                     "summary": "Submit a failed or cancelled job again as a new job.",
                     "responses": {
-                        "202": _job("The new job.", location=True),
+                        "202": _job("The new job.", location=True, links=True),
                         **_problems(401, 403, 404, 409, 413, 503),
                     },
                 },
@@ -285,7 +400,7 @@ def build_spec(registry: JobRegistry) -> dict[str, Any]:
             "/healthz": {
                 "get": {
                     "operationId": "healthz",
-                    "summary": "Liveness and store reachability.",
+                    "summary": "Liveness: the process answers; touches no dependency.",
                     "security": [],
                     "responses": {
                         "200": {
@@ -301,6 +416,19 @@ def build_spec(registry: JobRegistry) -> dict[str, Any]:
                                 }
                             },
                         }
+                    },
+                }
+            },
+            "/readyz": {
+                "get": {
+                    "operationId": "readyz",
+                    "summary": "Readiness: the store and Cloud Tasks, each checked within 1 s "
+                    "and cached 2 s. 503 only when the store is unreachable; without Cloud "
+                    "Tasks the status is degraded.",
+                    "security": [],
+                    "responses": {
+                        "200": _readiness("Ready (or degraded: Cloud Tasks not answering)."),
+                        "503": _readiness("The store is unreachable."),
                     },
                 }
             },
@@ -321,14 +449,7 @@ def build_spec(registry: JobRegistry) -> dict[str, Any]:
         },
         "components": {
             "schemas": schemas,
-            "securitySchemes": {
-                "bearerKey": {
-                    "type": "http",
-                    "scheme": "bearer",
-                    "description": "An API key as a bearer token.",
-                },
-                "apiKeyHeader": {"type": "apiKey", "in": "header", "name": "X-API-Key"},
-            },
+            "securitySchemes": {},
         },
     }
 
@@ -338,5 +459,7 @@ def get_openapi() -> Response:
     """The OpenAPI document (public)."""
     spec = current_app.extensions.get("offload.openapi")
     if spec is None:
-        spec = current_app.extensions["offload.openapi"] = build_spec(get_registry(current_app))
+        spec = current_app.extensions["offload.openapi"] = build_spec(
+            get_registry(current_app), get_settings(current_app).api_auth
+        )
     return jsonify(spec)

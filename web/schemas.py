@@ -35,7 +35,8 @@ class Notify(BaseModel):
 class SubmitJob(BaseModel):
     """Body of ``POST /jobs``."""
 
-    model_config = ConfigDict(extra="forbid")
+    # Strict: "10" or true is not a number of seconds (a JSON integer still is a float).
+    model_config = ConfigDict(extra="forbid", strict=True)
 
     type: str = Field(min_length=1, max_length=100, description="A registered job type.")
     payload: dict[str, Any] = Field(default_factory=dict, description="Input of the job.")
@@ -51,9 +52,9 @@ class SubmitJob(BaseModel):
 
 
 class ListQuery(BaseModel):
-    """Query string of ``GET /jobs``."""
+    """Query string of ``GET /jobs`` (validated with ``model_validate_strings``)."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", strict=True)
 
     status: str | None = Field(default=None, pattern="^(" + "|".join(STATUSES) + ")$")
     # Job type names only: a filter never carries characters a database may refuse (NUL).
@@ -80,16 +81,28 @@ class Progress(BaseModel):
 
 
 class AttemptResource(BaseModel):
-    """One delivery that ran."""
+    """One run of the job (a delivery that ran it)."""
 
-    number: int
+    number: int = Field(description="the delivery's number: its task's retry count + 1")
+    run: int | None = Field(description="the job's run counter, continuations included")
     started_at: str
     finished_at: str | None
     outcome: str | None = Field(
-        description="succeeded, transient_error, error, deadline_exceeded, permanent_error, "
-        "cancelled, invalid_payload, invalid_result, interrupted; null while running"
+        description="succeeded, continued (its slice was spent: the job goes on in a new "
+        "run), transient_error, error, deadline_exceeded, permanent_error, cancelled, "
+        "invalid_payload, invalid_result, interrupted; null while running"
     )
     error: str | None
+
+
+class StepResource(BaseModel):
+    """One ``ctx.step`` of a durable job."""
+
+    name: str
+    status: str = Field(pattern="^(running|finished|failed)$")
+    run: int = Field(description="the run that last started it")
+    started_at: str
+    finished_at: str | None
 
 
 class DeliveryResource(BaseModel):
@@ -122,7 +135,7 @@ class JobResource(BaseModel):
     type: str
     status: str = Field(pattern="^(" + "|".join(STATUSES) + ")$")
     reason: str | None = Field(
-        description="why it ended or was requeued: deadline_exceeded, permanent_error, "
+        description="why it ended or was requeued: continued, deadline_exceeded, permanent_error, "
         "transient_error, error, max_attempts_exceeded, invalid_payload, unknown_job_type, "
         "cancelled_by_client ..."
     )
@@ -152,6 +165,12 @@ class JobResource(BaseModel):
         default=None,
         description="every attempt; left out of the items of GET /jobs (read one job for it)",
     )
+    runs: int = Field(description="how many runs (requests) the job took, continuations too")
+    steps: list[StepResource] | None = Field(
+        default=None,
+        description="the ctx.step steps; left out of the items of GET /jobs (read one job)",
+    )
+    checkpoint_at: str | None = Field(description="when ctx.checkpoint last saved its cursor")
 
 
 class JobPage(BaseModel):

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from flask import Flask, Response, g, request
 
+from offload.authn import caller_of
 from offload.flaskapp import get_settings, no_content
 from offload.problems import ProblemError
 from web.auth import ApiAuth, Principal, make_api_auth
@@ -11,7 +12,9 @@ from web.auth import ApiAuth, Principal, make_api_auth
 __all__ = ["current_principal", "init_app"]
 
 # Reachable without credentials: health checks, App Engine's warm-up, the API's description.
-PUBLIC_ENDPOINTS = frozenset({"api.healthz", "warmup", "start", "openapi.get_openapi", "static"})
+PUBLIC_ENDPOINTS = frozenset(
+    {"health.healthz", "health.readyz", "warmup", "start", "openapi.get_openapi", "static"}
+)
 _NEEDED_ROLE = {"GET": "read", "HEAD": "read"}
 
 SECURITY_HEADERS = {
@@ -43,7 +46,9 @@ def init_app(app: Flask) -> None:
             return _preflight(origins)
         if request.endpoint in PUBLIC_ENDPOINTS or request.endpoint is None:
             return None  # unknown routes fall through to the router's 404/405
-        principal = auth.authenticate(request.headers)
+        if request.blueprint == "console":
+            return None  # the console signs its users in itself (web/console/access.py)
+        principal = auth.authenticate(caller_of(request))
         needed = _NEEDED_ROLE.get(request.method, "submit")
         if not principal.may(needed):
             raise ProblemError(

@@ -3,84 +3,107 @@
 from __future__ import annotations
 
 import logging
-import threading
-import time
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-import requests
+import jwt as pyjwt
 from google.auth import exceptions as gauth_exceptions
 from google.auth import jwt
 
+from offload.authn import AuthError, Caller, is_loopback
 from offload.errors import ConfigError
-from offload.requestctx import HeaderMap
+from offload.platform import APP_ENGINE, CLOUD_RUN, LOCAL, OTHER_HOST
 from offload.settings import Settings
+from offload.signingkeys import SigningKeys, SigningKeysError
 
-__all__ = ["AuthResult", "PushAuthenticator", "make_authenticator"]
+__all__ = ["PushAuthenticator", "PushOrigin", "make_authenticator"]
 
 log = logging.getLogger(__name__)
 
 GOOGLE_ISSUERS = frozenset({"https://accounts.google.com", "accounts.google.com"})
 
 
-@dataclass(frozen=True)
-class AuthResult:
-    """``status`` is 0 when the push is trusted, else the 401/403 to answer."""
+_CHALLENGE = 'Bearer realm="offload-worker"'
+_PUSHES_ONLY = "this endpoint only accepts Cloud Tasks pushes"
 
-    status: int
+
+@dataclass(frozen=True)
+class PushOrigin:
+    """A proven push: its target kind decides how a retry is asked for."""
+
+    target: str  # "appengine" or "http"
     reason: str
-    target: str  # "appengine" or "http": decides how a retry is asked for
+
+
+def _refused(status: int, reason: str) -> AuthError:
+    """A refused push: the reason is logged, the client only learns it is not a push."""
+    challenge = _CHALLENGE if status == 401 else None
+    return AuthError(status, _PUSHES_ONLY, reason=reason, challenge=challenge)
 
 
 class PushAuthenticator:
-    """Base: decide whether a request's headers prove it came from Cloud Tasks."""
+    """Base: decide whether a request proves it came from Cloud Tasks."""
 
     target = "appengine"
 
-    def check(self, headers: HeaderMap) -> AuthResult:
-        """Trust or refuse the push described by ``headers``."""
+    def authenticate(self, caller: Caller) -> PushOrigin:
+        """The push's origin; raises :class:`AuthError` when it is not proven."""
         raise NotImplementedError
 
 
 class AppEngineAuthenticator(PushAuthenticator):
     """App Engine strips ``X-AppEngine-*`` task headers from outside requests.
 
-    So on App Engine their presence proves the caller. Only safe where the platform
-    strips them (App Engine, or the loopback-only local set-up).
+    So on App Engine their presence proves the caller, and nowhere else: locally the
+    emulator is believed only over loopback (the one caller there), and on any other
+    host this authenticator refuses to be built (:func:`make_authenticator`).
     """
 
     target = "appengine"
 
-    def check(self, headers: HeaderMap) -> AuthResult:
-        """Trust the push if it carries App Engine's queue and task name headers."""
-        if headers.get("X-AppEngine-QueueName") and headers.get("X-AppEngine-TaskName"):
-            return AuthResult(0, "app engine task headers", self.target)
-        return AuthResult(403, "missing App Engine task headers", self.target)
+    def __init__(self, *, platform: str, queues: frozenset[str]) -> None:
+        if platform not in (APP_ENGINE, LOCAL):
+            raise ConfigError(_APPENGINE_ELSEWHERE.format(where=_PLACES.get(platform, platform)))
+        self.platform = platform
+        self.queues = queues
+
+    def vouches(self, caller: Caller) -> bool:
+        """Whether App Engine's own headers on this request can be believed."""
+        return self.platform == APP_ENGINE or is_loopback(caller.remote_addr)
+
+    def authenticate(self, caller: Caller) -> PushOrigin:
+        """Trust a push with App Engine's task headers, from a configured queue."""
+        if not self.vouches(caller):
+            # Never on App Engine: locally, someone other than the emulator on loopback.
+            raise _refused(403, f"App Engine task headers from {caller.remote_addr}, not loopback")
+        headers = caller.headers
+        queue = headers.get("X-AppEngine-QueueName") or ""
+        if not queue or not headers.get("X-AppEngine-TaskName"):
+            raise _refused(403, "missing App Engine task headers")
+        if queue not in self.queues:
+            raise _refused(403, f"push from a queue that is not configured ({queue[:100]!r})")
+        return PushOrigin(self.target, "app engine task headers")
 
 
-class _CertCache:
-    """Google's (or the emulator's) signing certificates, refreshed at most once a minute."""
+_PLACES = {CLOUD_RUN: "Cloud Run (K_SERVICE is set)", OTHER_HOST: "this host"}
+_APPENGINE_ELSEWHERE = (
+    "OFFLOAD_WORKER_AUTH=appengine trusts X-AppEngine-* headers, which only App Engine "
+    "strips from outside requests; on {where} anyone could forge them: set "
+    "OFFLOAD_WORKER_AUTH=oidc (with OFFLOAD_TASK_TARGET=http)"
+)
 
-    def __init__(self, url: str, ttl: float = 300.0) -> None:
-        self.url = url
-        self.ttl = ttl
-        self._certs: dict[str, str] = {}
-        self._fetched = 0.0
-        self._lock = threading.Lock()
 
-    def get(self, *, refresh: bool = False) -> dict[str, str]:
-        with self._lock:
-            age = time.monotonic() - self._fetched
-            if self._certs and age < self.ttl and not (refresh and age > 60):
-                return self._certs
-            response = requests.get(self.url, timeout=5)
-            response.raise_for_status()
-            certs = response.json()
-            if not isinstance(certs, dict):
-                raise ValueError("certs endpoint did not answer a JSON object")
-            self._certs, self._fetched = certs, time.monotonic()
-            return self._certs
+def configured_queues(settings: Settings) -> frozenset[str]:
+    """The queues this worker accepts pushes from (today one: ``OFFLOAD_QUEUE``)."""
+    return frozenset(q.strip() for q in settings.queue.split(",") if q.strip())
+
+
+def _certs(body: Any) -> dict[str, Any]:
+    """Google's certs document: key id -> PEM certificate."""
+    if not isinstance(body, dict) or not all(isinstance(v, str) for v in body.values()):
+        raise ValueError("the certs endpoint did not answer a JSON object of PEM strings")
+    return {str(k): v for k, v in body.items()}
 
 
 class OidcAuthenticator(PushAuthenticator):
@@ -95,47 +118,53 @@ class OidcAuthenticator(PushAuthenticator):
     def __init__(self, *, audience: str, service_account: str, certs_url: str) -> None:
         self.audience = audience
         self.service_account = service_account
-        self._certs = _CertCache(certs_url)
+        self._certs = SigningKeys(certs_url, _certs, ttl=300.0)
 
-    def _decode(self, token: str, refresh: bool) -> Mapping[str, Any]:
-        claims: Mapping[str, Any] = jwt.decode(  # type: ignore[no-untyped-call]
-            token,
-            certs=self._certs.get(refresh=refresh),
-            audience=self.audience,
-            clock_skew_in_seconds=10,
-        )
-        return claims
-
-    def check(self, headers: HeaderMap) -> AuthResult:
-        """Trust the push only with a valid token from the expected service account."""
-        scheme, _, token = headers.get("Authorization", "").partition(" ")
-        if scheme.lower() != "bearer" or not token:
-            return AuthResult(401, "no bearer token", self.target)
+    def _signing_certs(self, token: str) -> Mapping[str, Any]:
+        """The certificate the token names (all of them for a token naming none)."""
         try:
-            try:
-                claims = self._decode(token, refresh=False)
-            except ValueError as e:
-                if "Certificate for key id" not in str(e):
-                    raise
-                claims = self._decode(token, refresh=True)  # keys rotated
+            kid = pyjwt.get_unverified_header(token).get("kid")
+        except pyjwt.PyJWTError as e:
+            raise ValueError(f"not a JWT: {e}") from None
+        if not kid:
+            return self._certs.all()
+        cert = self._certs.key(str(kid))
+        if cert is None:
+            raise ValueError(f"no signing key {str(kid)[:40]!r}")
+        return {str(kid): cert}
+
+    def authenticate(self, caller: Caller) -> PushOrigin:
+        """Trust the push only with a valid token from the expected service account."""
+        scheme, _, token = caller.headers.get("Authorization", "").partition(" ")
+        if scheme.lower() != "bearer" or not token:
+            raise _refused(401, "no bearer token")
+        try:
+            claims: Mapping[str, Any] = jwt.decode(  # type: ignore[no-untyped-call]
+                token,
+                certs=self._signing_certs(token),
+                audience=self.audience,
+                clock_skew_in_seconds=10,
+            )
         except (ValueError, gauth_exceptions.GoogleAuthError) as e:
             # The message names what failed (expiry, audience...), never the token.
-            return AuthResult(401, f"token rejected: {type(e).__name__}: {e}"[:300], self.target)
-        except requests.RequestException as e:
+            raise _refused(401, f"token rejected: {type(e).__name__}: {e}"[:300]) from None
+        except SigningKeysError as e:
             log.error("cannot fetch token signing keys: %s", e)
-            return AuthResult(401, "signing keys unavailable", self.target)
+            raise _refused(401, "signing keys unavailable") from None
         if claims.get("iss") not in GOOGLE_ISSUERS:
-            return AuthResult(403, "token from an unexpected issuer", self.target)
+            raise _refused(403, "token from an unexpected issuer")
         if claims.get("email") != self.service_account or claims.get("email_verified") is not True:
-            return AuthResult(403, "token of an unexpected service account", self.target)
-        return AuthResult(0, "oidc token verified", self.target)
+            raise _refused(403, "token of an unexpected service account")
+        return PushOrigin(self.target, "oidc token verified")
 
 
 def make_authenticator(settings: Settings) -> PushAuthenticator:
     """The authenticator the configuration asks for; refuses an incomplete one."""
     mode = settings.worker_auth
     if mode == "appengine":
-        return AppEngineAuthenticator()
+        return AppEngineAuthenticator(
+            platform=settings.platform, queues=configured_queues(settings)
+        )
     if mode == "oidc":
         audience = settings.oidc_audience or settings.worker_url
         account = settings.task_service_account

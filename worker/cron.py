@@ -7,6 +7,7 @@ import logging
 
 from flask import Blueprint, Response, current_app, jsonify, request
 
+from offload.authn import AuthError, caller_of
 from offload.enqueue import TaskQueue
 from offload.flaskapp import get_settings, get_store
 from offload.housekeeping import expire_finished
@@ -14,7 +15,7 @@ from offload.outbox import Reconciler
 from offload.problems import problem_response
 from offload.store import utcnow
 from offload.webhook_dispatch import enqueue_pending
-from worker.auth import OidcAuthenticator, PushAuthenticator
+from worker.auth import AppEngineAuthenticator, OidcAuthenticator, PushAuthenticator
 
 __all__ = ["bp"]
 
@@ -26,9 +27,18 @@ def _from_scheduler() -> bool:
     """Whether the request comes from App Engine cron or carries a verified scheduler token."""
     auth: PushAuthenticator = current_app.extensions["offload.auth"]
     if isinstance(auth, OidcAuthenticator):
-        return auth.check(request.headers).status == 0
-    # App Engine sets X-Appengine-Cron on cron requests and strips it from others.
-    return request.headers.get("X-Appengine-Cron") == "true"
+        try:
+            auth.authenticate(caller_of(request))
+        except AuthError:
+            return False
+        return True
+    if isinstance(auth, AppEngineAuthenticator):
+        # App Engine sets X-Appengine-Cron on cron requests and strips it from others:
+        # believed only where it does (or from loopback locally).
+        return (
+            auth.vouches(caller_of(request)) and request.headers.get("X-Appengine-Cron") == "true"
+        )
+    return False
 
 
 def _refused() -> Response:

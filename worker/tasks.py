@@ -7,13 +7,16 @@ import re
 
 from flask import Blueprint, Response, current_app, request
 
-from offload.enqueue import TaskEnvelope
+from offload.authn import AuthError, caller_of
+from offload.enqueue import TaskEnvelope, TaskQueue
 from offload.errors import EnvelopeError, StoreError
 from offload.flaskapp import get_settings, get_store, no_content
 from offload.logs import log_context
 from offload.problems import problem_response
 from offload.registry import get_registry
+from offload.requestctx import current_trace
 from worker.auth import PushAuthenticator
+from worker.continuation import TaskContinuer
 from worker.runner import Delivery, Outcome, run_delivery
 
 __all__ = ["bp"]
@@ -29,6 +32,14 @@ def _authenticator() -> PushAuthenticator:
     return auth
 
 
+def get_tasks() -> TaskQueue:
+    """The worker's Cloud Tasks client, made on first use (for continuation tasks)."""
+    tasks: TaskQueue | None = current_app.extensions.get("offload.tasks")
+    if tasks is None:
+        tasks = current_app.extensions["offload.tasks"] = TaskQueue(get_settings(current_app))
+    return tasks
+
+
 def _task_header(target: str, name: str) -> str:
     """A Cloud Tasks header of the proven target only (App Engine's or the HTTP one's)."""
     prefix = "X-AppEngine-Task" if target == "appengine" else "X-CloudTasks-Task"
@@ -38,16 +49,11 @@ def _task_header(target: str, name: str) -> str:
 @bp.post("/tasks/run")
 def run_task() -> Response:
     """Run the job a Cloud Tasks push names, and answer by the retry contract."""
-    auth = _authenticator().check(request.headers)
-    if auth.status:
-        log.warning("push refused (%d): %s", auth.status, auth.reason)
-        title = "Unauthorized" if auth.status == 401 else "Forbidden"
-        headers = (
-            {"WWW-Authenticate": 'Bearer realm="offload-worker"'} if auth.status == 401 else {}
-        )
-        return problem_response(
-            auth.status, title, "this endpoint only accepts Cloud Tasks pushes", headers=headers
-        )
+    try:
+        auth = _authenticator().authenticate(caller_of(request))
+    except AuthError as e:
+        log.warning("push refused (%d): %s", e.status, e.reason)
+        return problem_response(e.status, e.title, e.detail, slug=e.slug, headers=e.headers)
 
     # The retry count counts every failed attempt, so +1 is this delivery's number.
     retries = _task_header(auth.target, "RetryCount")
@@ -68,6 +74,7 @@ def run_task() -> Response:
                     get_settings(current_app),
                     get_registry(current_app),
                     Delivery(job_id, attempt),
+                    TaskContinuer(get_tasks, current_trace().traceparent()),
                 )
             except StoreError as e:
                 # Retried on fresh connections and still unreachable: Cloud Tasks retries
@@ -79,7 +86,7 @@ def run_task() -> Response:
             log.info("asking Cloud Tasks to retry: %s", outcome.summary)
             if auth.target == "http":
                 # HTTP targets: 503 slows the queue and Retry-After is honoured.
-                retry_after = str(min(2**attempt, 60))
+                retry_after = str(outcome.retry_after or min(2**attempt, 60))
                 return problem_response(
                     503,
                     "Retry Later",

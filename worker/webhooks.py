@@ -16,6 +16,7 @@ import logging
 
 from flask import Blueprint, Response, current_app, request
 
+from offload.authn import AuthError, caller_of
 from offload.flaskapp import get_settings, get_store, no_content
 from offload.logs import log_context
 from offload.problems import problem_response
@@ -63,10 +64,11 @@ def _delivery_id() -> str | None:
 def send_webhook() -> Response:
     """Send the webhook a Cloud Tasks push names; non-2xx makes the queue retry it."""
     authenticator: PushAuthenticator = current_app.extensions["offload.auth"]
-    auth = authenticator.check(request.headers)
-    if auth.status:
-        log.warning("webhook push refused (%d): %s", auth.status, auth.reason)
-        return problem_response(auth.status, "Forbidden", "only Cloud Tasks pushes")
+    try:
+        auth = authenticator.authenticate(caller_of(request))
+    except AuthError as e:
+        log.warning("webhook push refused (%d): %s", e.status, e.reason)
+        return problem_response(e.status, e.title, e.detail, slug=e.slug, headers=e.headers)
     delivery_id = _delivery_id()
     if delivery_id is None:
         # Cloud Tasks retries any non-2xx: a body that can never parse must answer 204.

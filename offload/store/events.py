@@ -24,6 +24,7 @@ __all__ = [
     "KINDS",
     "PROGRESS",
     "STATUS",
+    "STEP",
     "WEBHOOK_EVENTS",
     "Event",
     "EventLog",
@@ -38,7 +39,8 @@ STATUS = "status"
 PROGRESS = "progress"
 ATTEMPT = "attempt"
 FINISHED_EVENT = "finished"
-KINDS = (STATUS, PROGRESS, ATTEMPT, FINISHED_EVENT)
+STEP = "step"  # a ctx.step started, finished or failed (durable jobs)
+KINDS = (STATUS, PROGRESS, ATTEMPT, STEP, FINISHED_EVENT)
 WEBHOOK_EVENTS = {SUCCEEDED: "job.succeeded", FAILED: "job.failed", CANCELLED: "job.cancelled"}
 
 
@@ -90,7 +92,8 @@ def append(
 def claimed(conn: Connection, row: Mapping[Any, Any], delivery: int, now: dt.datetime) -> None:
     """The events of a claim: a new attempt (run) started, the job is running."""
     job_id = row["id"]
-    append(conn, job_id, ATTEMPT, {"number": row["attempts"], "delivery": delivery}, now)
+    data = {"number": row["attempts"], "delivery": delivery, "run": row["runs"]}
+    append(conn, job_id, ATTEMPT, data, now)
     append(conn, job_id, STATUS, {"status": row["status"], "attempts": row["attempts"]}, now)
 
 

@@ -26,8 +26,10 @@ from sqlalchemy import (
 from sqlalchemy.exc import IntegrityError, OperationalError, ProgrammingError, SQLAlchemyError
 
 from offload.errors import StoreError
+from offload.outcomes import Reason
 from offload.store import deliveries as deliverylog
 from offload.store import events
+from offload.store.durable import DurableStore
 from offload.store.engine import engine_for
 from offload.store.models import (
     CANCELLED,
@@ -40,7 +42,7 @@ from offload.store.models import (
     Job,
 )
 from offload.store.retry import retrying, write_behind
-from offload.store.schema import SCHEMA_REVISION, VERSION_TABLE, attempts, jobs
+from offload.store.schema import SCHEMA_REVISION, VERSION_TABLE, attempts, jobs, steps
 from offload.store.statements import (
     CLAIM,
     CLOSE_ATTEMPT,
@@ -51,6 +53,7 @@ from offload.store.statements import (
     SELECT_CANCEL,
     SELECT_JOB,
     SELECT_JOB_BY_KEY,
+    SELECT_STEPS,
     SET_PROGRESS,
     job_from_row,
     job_from_values,
@@ -110,8 +113,8 @@ class CancelOutcome:
     job: Job
 
 
-class JobStore(WakeupStore):
-    """Jobs and their attempts in SQLite or PostgreSQL."""
+class JobStore(DurableStore, WakeupStore):
+    """Jobs, their attempts, steps and wake-ups in SQLite or PostgreSQL."""
 
     def __init__(
         self,
@@ -237,8 +240,9 @@ class JobStore(WakeupStore):
         return retrying(read, what=f"reading job {job_id}", budget=self.retry_seconds)
 
     def _with_attempts(self, conn: Connection, row: Row[Any]) -> Job:
-        rows = conn.execute(SELECT_ATTEMPTS, {"p_id": row._mapping["id"]}).all()
-        job = job_from_row(row, rows)
+        params = {"p_id": row._mapping["id"]}
+        rows = conn.execute(SELECT_ATTEMPTS, params).all()
+        job = job_from_row(row, rows, conn.execute(SELECT_STEPS, params).all())
         if job.notify_url:
             job = replace(job, deliveries=deliverylog.for_job(conn, job.id))
         return job
@@ -352,10 +356,12 @@ class JobStore(WakeupStore):
                     },
                 ).first()
                 if row is not None:
-                    if row._mapping["attempts"] > 1:  # a first run has no earlier attempt open
+                    run = row._mapping["runs"]
+                    if run > 1:  # a first run has no earlier attempt open
                         self._interrupt_open_attempts(conn, job_id, now)
                     conn.execute(
-                        INSERT_ATTEMPT, {"job_id": job_id, "number": attempt, "started_at": now}
+                        INSERT_ATTEMPT,
+                        {"job_id": job_id, "number": attempt, "run": run, "started_at": now},
                     )
                     events.claimed(conn, row._mapping, attempt, now)
                 return row
@@ -505,7 +511,7 @@ class JobStore(WakeupStore):
             .where(attempts.c.job_id == job_id, attempts.c.finished_at.is_(None))
             .values(
                 finished_at=now,
-                outcome="interrupted",
+                outcome=Reason.INTERRUPTED,
                 error="the runner stopped without answering (killed or timed out)",
             )
         )
@@ -549,6 +555,7 @@ class JobStore(WakeupStore):
                 if not ids:
                     return total
                 conn.execute(delete(attempts).where(attempts.c.job_id.in_(ids)))
+                conn.execute(delete(steps).where(steps.c.job_id.in_(ids)))
                 events.delete_for(conn, ids)
                 total += conn.execute(delete(jobs).where(jobs.c.id.in_(ids))).rowcount
 

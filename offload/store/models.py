@@ -15,6 +15,7 @@ __all__ = [
     "Attempt",
     "Delivery",
     "Job",
+    "Step",
 ]
 
 QUEUED = "queued"
@@ -46,11 +47,13 @@ class Attempt:
     finished_at: dt.datetime | None
     outcome: str | None
     error: str | None
+    run: int | None = None  # the job's run counter (continuations included); None before
 
     def to_resource(self) -> dict[str, Any]:
         """The attempt as the API shows it."""
         return {
             "number": self.number,
+            "run": self.run,
             "started_at": _iso(self.started_at),
             "finished_at": _iso(self.finished_at),
             "outcome": self.outcome,
@@ -82,6 +85,27 @@ class Delivery:
             "last_error": self.last_error,
             "created_at": _iso(self.created_at),
             "delivered_at": _iso(self.delivered_at),
+        }
+
+
+@dataclass(frozen=True)
+class Step:
+    """One ``ctx.step`` of a durable job: ``running``, ``finished`` or ``failed``."""
+
+    name: str
+    status: str
+    run: int
+    started_at: dt.datetime
+    finished_at: dt.datetime | None
+
+    def to_resource(self) -> dict[str, Any]:
+        """The step as the API shows it (its result stays in the store)."""
+        return {
+            "name": self.name,
+            "status": self.status,
+            "run": self.run,
+            "started_at": _iso(self.started_at),
+            "finished_at": _iso(self.finished_at),
         }
 
 
@@ -122,6 +146,11 @@ class Job:
     first_started_at: dt.datetime | None = None
     notify_url: str | None = None
     deliveries: tuple[Delivery, ...] = field(default=())
+    runs: int = 0
+    continuing: bool = False
+    spent_seconds: float = 0.0
+    checkpoint_at: dt.datetime | None = None
+    steps: tuple[Step, ...] = field(default=())
 
     @property
     def finished(self) -> bool:
@@ -175,4 +204,7 @@ class Job:
                 }
             ),
             "attempt_log": [a.to_resource() for a in self.attempt_log],
+            "runs": self.runs,
+            "steps": [s.to_resource() for s in self.steps],
+            "checkpoint_at": _iso(self.checkpoint_at),
         }

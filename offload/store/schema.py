@@ -17,6 +17,7 @@ from sqlalchemy import (
     Index,
     Integer,
     MetaData,
+    PrimaryKeyConstraint,
     String,
     Table,
     Text,
@@ -32,12 +33,13 @@ __all__ = [
     "events",
     "jobs",
     "metadata",
+    "steps",
 ]
 
 # The newest migration (offload/store/migrations/versions/): services refuse to serve on
 # a database behind it. Revisions are numbered, so "behind" is a comparison; a test
 # checks that this is the migrations' head and that the tables below match them.
-SCHEMA_REVISION = "0003"
+SCHEMA_REVISION = "0005"
 # Alembic's version table, with the project's prefix (the database may be shared).
 VERSION_TABLE = "offload_schema_version"
 
@@ -110,6 +112,15 @@ jobs = Table(
     Column("first_started_at", UTCDateTime),
     # Where a webhook goes when the job finishes (the submission's notify.url).
     Column("notify_url", String(2048)),
+    # Durable jobs: runs counts every run (continuations too; attempts only those that
+    # use an attempt); continuing marks a job waiting for its continuation task, whose
+    # claim uses no attempt; spent_seconds is the running time of the current attempt's
+    # runs (its budget is deadline_seconds); checkpoint is ctx.checkpoint's last value.
+    Column("runs", Integer, nullable=False, default=0, server_default="0"),
+    Column("continuing", Boolean, nullable=False, default=False, server_default="0"),
+    Column("spent_seconds", Float, nullable=False, default=0.0, server_default="0"),
+    Column("checkpoint", JSON),
+    Column("checkpoint_at", UTCDateTime),
     # An idempotency key is the client's: two clients may use the same one.
     UniqueConstraint("owner", "idempotency_key", name="uq_offload_jobs_owner_key"),
     # Lists page newest first by id (ids are time-ordered), filtered by status or type,
@@ -121,6 +132,8 @@ jobs = Table(
     Index("ix_offload_jobs_finished_at", "finished_at"),
     # The reconciler finds queued jobs whose wake-up is due for a look.
     Index("ix_offload_jobs_status_wakeup_due", "status", "wakeup_due_at"),
+    # The console finds the jobs of one request (a client quotes its X-Request-ID).
+    Index("ix_offload_jobs_request_id", "request_id"),
 )
 
 attempts = Table(
@@ -129,6 +142,7 @@ attempts = Table(
     Column("id", Integer, primary_key=True, autoincrement=True),
     Column("job_id", String(26), ForeignKey("offload_jobs.id", ondelete="CASCADE"), nullable=False),
     Column("number", Integer, nullable=False),
+    Column("run", Integer),  # the job's run counter at this run (continuations included)
     Column("started_at", UTCDateTime, nullable=False),
     Column("finished_at", UTCDateTime),
     Column("outcome", String(32)),
@@ -170,4 +184,20 @@ deliveries = Table(
     Index("ix_offload_deliveries_job_id", "job_id"),
     # The sweep finds deliveries whose task was never created.
     Index("ix_offload_deliveries_state", "state", "created_at"),
+)
+
+# The steps of durable jobs (ctx.step): a finished step's result is returned by every
+# later run instead of running the step again.
+steps = Table(
+    "offload_steps",
+    metadata,
+    Column("job_id", String(26), ForeignKey("offload_jobs.id", ondelete="CASCADE"), nullable=False),
+    Column("name", String(200), nullable=False),
+    Column("status", String(16), nullable=False),  # running, finished, failed
+    Column("run", Integer, nullable=False),  # the run that last started (or finished) it
+    Column("result", JSON),
+    Column("error", Text),
+    Column("started_at", UTCDateTime, nullable=False),
+    Column("finished_at", UTCDateTime),
+    PrimaryKeyConstraint("job_id", "name", name="pk_offload_steps"),
 )

@@ -9,10 +9,10 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from sqlalchemy import Row, and_, bindparam, func, insert, or_, select, update
+from sqlalchemy import Row, and_, bindparam, case, func, insert, or_, select, update
 
-from offload.store.models import QUEUED, RUNNING, Attempt, Job
-from offload.store.schema import attempts, jobs
+from offload.store.models import QUEUED, RUNNING, Attempt, Job, Step
+from offload.store.schema import attempts, jobs, steps
 
 __all__ = [
     "CLOSE_ATTEMPT",
@@ -24,6 +24,7 @@ __all__ = [
     "SELECT_CANCEL",
     "SELECT_JOB",
     "SELECT_JOB_BY_KEY",
+    "SELECT_STEPS",
     "SET_PROGRESS",
     "job_from_row",
     "job_from_values",
@@ -49,7 +50,13 @@ SELECT_JOB_BY_KEY = select(jobs).where(
 SELECT_ATTEMPTS = (
     select(attempts)
     .where(attempts.c.job_id == bindparam("p_id"))
-    .order_by(attempts.c.number, attempts.c.id)
+    # In the order the runs began: a continuation's delivery numbers start at 1 again.
+    .order_by(attempts.c.id)
+)
+SELECT_STEPS = (
+    select(steps.c.name, steps.c.status, steps.c.run, steps.c.started_at, steps.c.finished_at)
+    .where(steps.c.job_id == bindparam("p_id"))
+    .order_by(steps.c.started_at, steps.c.name)
 )
 SELECT_CANCEL = select(jobs.c.cancel_requested).where(jobs.c.id == bindparam("p_id"))
 SET_PROGRESS = (
@@ -66,7 +73,12 @@ CLAIM = (
     .where(jobs.c.id == bindparam("p_id"), takeable(bindparam("p_now")))
     .values(
         status=RUNNING,
-        attempts=jobs.c.attempts + 1,
+        # A continuation's run uses no attempt and goes on spending the attempt's budget;
+        # any other run (first, retry, after an interruption) is a new attempt.
+        attempts=jobs.c.attempts + case((jobs.c.continuing, 0), else_=1),
+        spent_seconds=case((jobs.c.continuing, jobs.c.spent_seconds), else_=0.0),
+        runs=jobs.c.runs + 1,
+        continuing=False,
         lease_token=bindparam("p_token"),
         lease_expires_at=bindparam("p_until"),
         started_at=bindparam("p_now"),
@@ -115,12 +127,16 @@ def job_from_values(values: dict[str, Any]) -> Job:
     return _job_mapping({**defaults, **values}, ())
 
 
-def job_from_row(row: Row[Any], attempt_rows: Sequence[Row[Any]] = ()) -> Job:
-    """A job record from its row (and its attempt rows, when read)."""
-    return _job_mapping(row._mapping, attempt_rows)
+def job_from_row(
+    row: Row[Any], attempt_rows: Sequence[Row[Any]] = (), step_rows: Sequence[Any] = ()
+) -> Job:
+    """A job record from its row (and its attempt and step rows, when read)."""
+    return _job_mapping(row._mapping, attempt_rows, step_rows)
 
 
-def _job_mapping(m: Mapping[Any, Any], attempt_rows: Sequence[Row[Any]]) -> Job:
+def _job_mapping(
+    m: Mapping[Any, Any], attempt_rows: Sequence[Row[Any]], step_rows: Sequence[Any] = ()
+) -> Job:
     return Job(
         id=m["id"],
         type=m["type"],
@@ -149,6 +165,10 @@ def _job_mapping(m: Mapping[Any, Any], attempt_rows: Sequence[Row[Any]]) -> Job:
         started_at=m["started_at"],
         finished_at=m["finished_at"],
         resubmit_of=m["resubmit_of"],
+        runs=m["runs"] or 0,
+        continuing=bool(m["continuing"]),
+        spent_seconds=m["spent_seconds"] or 0.0,
+        checkpoint_at=m["checkpoint_at"],
         wakeup=m["wakeup"],
         wakeup_number=m["wakeup_number"] or 0,
         first_started_at=m["first_started_at"],
@@ -160,7 +180,18 @@ def _job_mapping(m: Mapping[Any, Any], attempt_rows: Sequence[Row[Any]]) -> Job:
                 finished_at=a.finished_at,
                 outcome=a.outcome,
                 error=a.error,
+                run=a.run,
             )
             for a in attempt_rows
+        ),
+        steps=tuple(
+            Step(
+                name=s.name,
+                status=s.status,
+                run=s.run,
+                started_at=s.started_at,
+                finished_at=s.finished_at,
+            )
+            for s in step_rows
         ),
     )

@@ -1,0 +1,36 @@
+"""Creating the continuation task of a job whose run spent its slice."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from offload.enqueue import TaskEnvelope, TaskQueue
+from offload.ids import continuation_task_id
+from offload.store import Job
+
+__all__ = ["TaskContinuer"]
+
+
+class TaskContinuer:
+    """Wakes a job's next run with a Cloud Task named after the job id and run number.
+
+    The task carries the submitting request's id and trace, so every run's log lines
+    belong to the client's original request.
+    """
+
+    def __init__(self, tasks: Callable[[], TaskQueue], traceparent: str) -> None:
+        self._tasks = tasks  # built on first use: most deliveries never continue
+        self._traceparent = traceparent
+
+    def task_name(self, job_id: str, run: int) -> str:
+        """The full name of the task that wakes run ``run`` of the job."""
+        return self._tasks().task_name(continuation_task_id(job_id, run))
+
+    def enqueue(self, job: Job, run: int, budget_seconds: float) -> None:
+        """Create that task; an ``ALREADY_EXISTS`` (a repeated continuation) counts as done."""
+        self._tasks().enqueue(
+            task_id=continuation_task_id(job.id, run),
+            envelope=TaskEnvelope.make(job_id=job.id, job_type=job.type, request_id=job.request_id),
+            headers={"X-Request-ID": job.request_id, "traceparent": self._traceparent},
+            budget_seconds=budget_seconds,
+        )
