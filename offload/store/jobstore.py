@@ -24,6 +24,7 @@ from sqlalchemy import (
     update,
 )
 from sqlalchemy.exc import IntegrityError, OperationalError, ProgrammingError, SQLAlchemyError
+from sqlalchemy.sql import ClauseElement
 
 from offload.errors import StoreError
 from offload.outcomes import Reason
@@ -424,11 +425,16 @@ class JobStore(DurableStore, WakeupStore):
     ) -> bool:
         now = utcnow()
         tried = [False]
+        sql = {k: v for k, v in values.items() if isinstance(v, ClauseElement)}
+        plain = {k: v for k, v in values.items() if k not in sql}
 
         def write() -> bool:
             with self.engine.begin() as conn:
                 changed = conn.execute(
-                    CLOSE_JOB, {"p_id": job_id, "p_token": token, "updated_at": now, **values}
+                    # SQL expressions (a durable run's spent_seconds + elapsed) cannot go
+                    # as parameters; the plain values do, so the statement stays cached.
+                    CLOSE_JOB.values(**sql) if sql else CLOSE_JOB,
+                    {"p_id": job_id, "p_token": token, "updated_at": now, **plain},
                 ).rowcount
                 if changed:
                     conn.execute(
