@@ -19,7 +19,17 @@ import traceback
 from collections.abc import Callable
 from pathlib import Path
 
-from bench import celery_peer, coldstart, deadline, e2e, emulator_rates, store, submit, waiters
+from bench import (
+    batch,
+    celery_peer,
+    coldstart,
+    deadline,
+    e2e,
+    emulator_rates,
+    store,
+    submit,
+    waiters,
+)
 from bench.common import Row, Settings, progress
 
 BENCHMARKS: dict[str, Callable[[Settings], list[Row]]] = {
@@ -31,6 +41,7 @@ BENCHMARKS: dict[str, Callable[[Settings], list[Row]]] = {
     "store": store.run,
     "waiters": waiters.run,
     "celery": celery_peer.run,
+    "batch": batch.run,
 }
 
 COLUMNS = ("section", "measure", "value", "baseline", "ratio", "target", "verdict", "note")

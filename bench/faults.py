@@ -42,9 +42,16 @@ import sqlalchemy
 
 from bench.common import gunicorn_children
 from bench.faultjobs import MARKS_VARIABLE
-from tests.processes import LOCATION, PROJECT, QUEUE, TEST_QUEUE_YAML, Proc, Stack, tcp_open
+from offload.slices import LEASE_MARGIN_SECONDS
+from tests.processes import LASTING_QUEUE_YAML, LOCATION, PROJECT, QUEUE, Proc, Stack, tcp_open
 
 __all__ = ["Figures", "Scale", "run_suite"]
+
+# fault.mark's dispatch deadline is 45 s (30 s budget + margin): the worker's timeout
+# must exceed it; a killed run's lease is that timeout plus the lease margin.
+SLICE_SECONDS = 30
+WORKER_TIMEOUT = 46
+LEASE = WORKER_TIMEOUT + LEASE_MARGIN_SECONDS
 
 FINISHED = ("succeeded", "failed", "cancelled")
 
@@ -132,7 +139,9 @@ class Submission:
 class Harness:
     """Emulator, worker and web on loopback, with the handles a fault needs."""
 
-    def __init__(self, tmp: Path, *, database_url: str | None = None, worker_timeout: int = 660):
+    def __init__(
+        self, tmp: Path, *, database_url: str | None = None, worker_timeout: int = WORKER_TIMEOUT
+    ):
         tmp.mkdir(parents=True, exist_ok=True)
         self.tmp = tmp
         self.marks = tmp / "marks"
@@ -146,15 +155,23 @@ class Harness:
             "OFFLOAD_LOG_DIR": str(tmp / "log"),
             "OFFLOAD_PLATFORM_TIMEOUT_SECONDS": "3600",
             "OFFLOAD_JOB_MODULES": "jobs,bench.faultjobs",
+            # Slices of 30 s (README walkthrough's short form): the worker's timeout and
+            # so a killed run's lease follow from it, as they do from the default 540 s.
+            "OFFLOAD_SLICE_SECONDS": str(SLICE_SECONDS),
             MARKS_VARIABLE: str(self.marks),
         }
         self.stack = Stack(tmp=tmp, env=env)
         self._restarts = 0
         try:
-            self.stack.start_emulator(TEST_QUEUE_YAML, "--data-file", str(tmp / "emulator.sqlite3"))
-            # The default gunicorn timeout: the lease a killed run holds follows from it.
+            # Retries for 10 minutes, as production's queue.yaml: a push retried while a
+            # killed run's lease holds the job must outlast the lease.
+            self.stack.start_emulator(
+                LASTING_QUEUE_YAML, "--data-file", str(tmp / "emulator.sqlite3")
+            )
+            # gunicorn's timeout follows the slice; a killed run's lease follows from it.
             self.stack.start_service("worker", processes=2, timeout=worker_timeout)
             self.stack.start_service("web", processes=2, timeout=30)
+            self._start_reconciler()
         except BaseException:
             self.stack.stop()
             raise
@@ -193,6 +210,13 @@ class Harness:
 
     def signal_emulator(self, sig: int) -> None:
         os.killpg(self.emulator().pid, sig)
+
+    def _start_reconciler(self) -> None:
+        """The reconciler, as make run and cron.yaml run it (every 5 s here)."""
+        argv = [sys.executable, "-m", "offload.cli", "jobs", "reconcile", "--every", "5"]
+        self.stack.procs["reconciler"] = Proc(
+            "reconciler", argv, self.stack.env, self.tmp / "reconciler.out"
+        )
 
     def wait_healthy(self, bound: float = 60) -> None:
         """web answers /healthz and both services have all their processes again.
@@ -382,8 +406,9 @@ def fault_worker_kill(h: Harness, s: Scale) -> Figures:
         kills += h.kill_children("worker", count=2)
         time.sleep(0.3)  # let gunicorn start new workers that pick jobs up
     h.wait_healthy()
-    fig.note = f"{kills} worker processes killed mid-run"
-    return _account(h, fig, subs, time.monotonic(), s.bound_seconds)
+    fig.note = f"{kills} worker processes killed mid-run; a killed run's lease is {LEASE:g} s"
+    # Recovery of a killed run is bounded by its lease (slice + margins), then a retry.
+    return _account(h, fig, subs, time.monotonic(), max(s.bound_seconds, LEASE + 30))
 
 
 def fault_emulator_kill(h: Harness, s: Scale) -> Figures:
@@ -543,7 +568,12 @@ def main(argv: list[str] | None = None) -> int:
     """Run the suite and print the table; exit 1 if any job was lost or ran twice."""
     parser = argparse.ArgumentParser(prog="python -m bench.faults", description=__doc__)
     parser.add_argument("--short", action="store_true", help="the short form make test runs")
-    parser.add_argument("--only", action="append", choices=ALL_FAULTS, help="run only these")
+    parser.add_argument(
+        "--only",
+        action="append",
+        choices=[*ALL_FAULTS, "topology"],
+        help="run only these (topology: bench.faults_topology, 2 web + 2 worker instances)",
+    )
     parser.add_argument(
         "--postgres-url",
         default=os.environ.get(
@@ -556,9 +586,31 @@ def main(argv: list[str] | None = None) -> int:
     started = time.monotonic()
     with tempfile.TemporaryDirectory(prefix="offload-faults-") as tmp:
         figures = run_suite(Path(tmp), scale, only=args.only, postgres_url=args.postgres_url)
+        topology = _topology(Path(tmp) / "topology", scale, args.only, args.postgres_url)
     print(table(figures))
+    if topology is not None:
+        from bench.faults_topology import topology_table
+
+        print("\nTwo web and two worker instances on one PostgreSQL:\n")
+        print(topology_table(topology))
     print(f"\n{time.monotonic() - started:.0f} s, load average {os.getloadavg()[0]:.1f}")
-    return 1 if any(f.lost or f.run_twice or f.unfinished for f in figures) else 0
+    lost = any(f.lost or f.run_twice or f.unfinished for f in figures)
+    return 1 if lost or (topology is not None and _failed(topology)) else 0
+
+
+def _topology(tmp: Path, scale: Scale, only: list[str] | None, url: str) -> list[Any] | None:
+    """The topology faults (bench.faults_topology), when wanted and PostgreSQL is given."""
+    if not url or (only and "topology" not in only):
+        return None
+    from bench.faults_topology import run_topology
+
+    return list(run_topology(tmp, scale, url))
+
+
+def _failed(figures: list[Any]) -> bool:
+    from bench.faults_topology import failed
+
+    return failed(figures)
 
 
 if __name__ == "__main__":

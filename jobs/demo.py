@@ -21,6 +21,21 @@ class _Payload(BaseModel):
 
 class SleepPayload(_Payload):
     seconds: float = Field(ge=0, le=3600, description="How long to sleep.")
+    record: bool = Field(
+        default=False,
+        description="Append one line per execution (job id, start, end) to "
+        "OFFLOAD_DEMO_DIR/demo.sleep.txt: the tests count executions from it.",
+    )
+
+
+class FanoutPayload(_Payload):
+    children: int = Field(ge=0, le=10_000, description="How many demo.sleep children.")
+    child_seconds: float = Field(ge=0, le=3600, description="How long each child sleeps.")
+    record: bool = Field(default=False, description="The children record their executions.")
+
+
+class ReportPayload(_Payload):
+    accounts: int = Field(default=3, ge=1, le=1000, description="Accounts to summarize.")
 
 
 class BusyPayload(_Payload):
@@ -52,6 +67,7 @@ class IteratePayload(_Payload):
 @job("demo.sleep", payload=SleepPayload, deadline_seconds=30, max_attempts=3)
 def sleep(ctx: JobContext, payload: SleepPayload) -> dict[str, Any]:
     """Sleep for `seconds`, reporting progress every second."""
+    started = time.time()
     end = time.monotonic() + payload.seconds
     while (left := end - time.monotonic()) > 0:
         time.sleep(min(1.0, left))
@@ -60,7 +76,30 @@ def sleep(ctx: JobContext, payload: SleepPayload) -> dict[str, Any]:
             1 - left / max(payload.seconds, 1e-9),
             f"slept {payload.seconds - left:.0f} of {payload.seconds:g} seconds",
         )
+    if payload.record:
+        # Written by the job itself, after its work: one line per execution, whatever
+        # the framework records.
+        with open(_demo_dir() / "demo.sleep.txt", "a", encoding="utf-8") as f:
+            f.write(f"{ctx.job_id} {started:.6f} {time.time():.6f}\n")
     return {"slept_seconds": payload.seconds}
+
+
+@job("demo.fanout", payload=FanoutPayload, deadline_seconds=6 * 3600, max_attempts=3)
+def fanout(ctx: JobContext, payload: FanoutPayload) -> dict[str, Any]:
+    """Spawn `children` demo.sleep jobs of `child_seconds` each, wait for all, sum them."""
+    child = {"seconds": payload.child_seconds, "record": payload.record}
+    # One durable step: a later run gets the same ids back and creates nothing.
+    children = ctx.spawn_many("demo.sleep", [child] * payload.children)
+    # The run ends here while children are unfinished; the last one wakes the job.
+    results = ctx.wait_for(children)
+    return {"children": len(results), "total_slept": sum(r["slept_seconds"] for r in results)}
+
+
+@job("demo.report", payload=ReportPayload, deadline_seconds=300, queue="offload-reports")
+def report(ctx: JobContext, payload: ReportPayload) -> dict[str, Any]:
+    """A report on its own queue (queue.yaml's offload-reports: slower, fewer at once)."""
+    time.sleep(0.05 * payload.accounts)
+    return {"accounts": payload.accounts, "queue": "offload-reports"}
 
 
 @job("demo.busy", payload=BusyPayload, deadline_seconds=30, max_attempts=3)

@@ -12,6 +12,7 @@ import json
 import os
 import sys
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 from offload.client import (
@@ -118,6 +119,16 @@ def add_commands(sub: Any, jobs: Any) -> None:
     )
     _wait_options(submit)
 
+    batch = command(
+        sub, "submit-batch", "submit many jobs at once (POST /jobs/batch)", _submit_batch
+    )
+    batch.add_argument(
+        "file",
+        metavar="FILE",
+        help="submissions as JSON lines (one POST /jobs body per line, with an optional "
+        'idempotency_key), a JSON array, or {"jobs": [...]}; - reads stdin',
+    )
+
     listing = command(jobs, "list", "list jobs, newest first", _list)
     listing.add_argument("--status", help="only jobs with this status")
     listing.add_argument("--type", help="only jobs of this type")
@@ -189,6 +200,46 @@ def _submit(client: Client, args: argparse.Namespace) -> int:
         notify=args.notify,
     )
     return _follow_or_print(client, job, args, "submitted")
+
+
+def _submissions(path: str) -> list[dict[str, Any]]:
+    """The submissions of FILE: JSON lines, a JSON array, or {"jobs": [...]}."""
+    try:
+        text = sys.stdin.read() if path == "-" else Path(path).read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as e:
+        raise UsageError(f"cannot read {path}: {e}") from None
+    try:
+        data: Any = json.loads(text)
+    except ValueError:
+        try:
+            data = [json.loads(line) for line in text.splitlines() if line.strip()]
+        except ValueError as e:
+            raise UsageError(f"{path} is neither JSON nor JSON lines: {e}") from None
+    if isinstance(data, dict):
+        data = data.get("jobs")
+    if not isinstance(data, list) or not all(isinstance(item, dict) for item in data):
+        raise UsageError(f"{path} holds no list of submissions (JSON objects)")
+    if not data:
+        raise UsageError(f"{path} holds no submission")
+    return data
+
+
+def _submit_batch(client: Client, args: argparse.Namespace) -> int:
+    entries = client.submit_batch(_submissions(args.file))
+    refused = 0
+    for index, entry in enumerate(entries):
+        if isinstance(entry, Job):
+            out(dump(entry.raw) if args.json else entry.id)
+            continue
+        refused += 1
+        if args.json:
+            out(dump({"index": index, "status": entry.status, "detail": entry.detail}))
+        else:
+            out("-")  # keeps one line per submission on stdout
+            err(escape(f"submission {index}: {entry.status} {entry.title}: {entry.detail}"))
+    if not args.json:
+        err(f"{len(entries) - refused} of {len(entries)} jobs submitted")
+    return EXIT_API_ERROR if refused else EXIT_SUCCEEDED
 
 
 def _follow_or_print(client: Client, job: Job, args: argparse.Namespace, verb: str) -> int:

@@ -13,13 +13,19 @@ from __future__ import annotations
 import json
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
 from offload.deadline import Deadline
 from offload.draining import draining
-from offload.errors import CancelledError, SliceSpentError, StepError
+from offload.errors import (
+    CancelledError,
+    ChildFailedError,
+    SliceSpentError,
+    StepError,
+    WaitingError,
+)
 
 __all__ = ["JobContext", "Journal", "json_value"]
 
@@ -46,6 +52,14 @@ def json_value(value: Any, what: str) -> Any:
 
 def _nothing(*_args: Any) -> None:
     return None
+
+
+def _outside_worker(*_args: Any) -> Any:
+    raise StepError("child jobs are spawned and awaited only in the worker")
+
+
+# How wait_for treats a child that failed or was cancelled.
+FAILURES = ("raise", "collect")
 
 
 @dataclass
@@ -108,6 +122,11 @@ class JobContext:
     _progressed: bool = field(default=False, repr=False)  # a step or checkpoint stored
     _last_boundary: float | None = field(default=None, repr=False)
     _longest_stretch: float = field(default=0.0, repr=False)
+    # Fan-out (worker-provided): spawn_children(step, type, payloads) -> child ids, run
+    # inside the spawn step; read_children(ids) -> {id: outcome with status/result/error}.
+    spawn_children: Callable[[str, str, list[Any]], list[str]] = _outside_worker
+    read_children: Callable[[list[str]], dict[str, Any]] = _outside_worker
+    _spawns: int = field(default=0, repr=False)
 
     @property
     def is_last_attempt(self) -> bool:
@@ -219,3 +238,73 @@ class JobContext:
         self.journal.saved = stored
         self._progressed = True
         self.check()
+
+    def spawn_many(
+        self, job_type: str, payloads: Sequence[Any], *, name: str | None = None
+    ) -> list[str]:
+        """Create child jobs of ``job_type``, one per payload, as one durable step.
+
+        Answers the children's ids (pass them to :meth:`wait_for`). A later run returns
+        the same ids without creating anything: the step is stored, and its children's
+        ids are derived from this job's id, the step's name and the index. The default
+        name counts the spawns of a run (``spawn-1``, ``spawn-2`` ...), so the handler
+        must spawn in the same order every run, or name its spawns.
+        """
+        self._spawns += 1
+        step = name or f"spawn-{self._spawns}"
+        items = json_value(list(payloads), f"the payloads of {step!r}")
+        ids: list[str] = self.step(step, self.spawn_children, step, job_type, items)
+        return ids
+
+    def spawn(self, job_type: str, payload: Any, *, name: str | None = None) -> str:
+        """Create one child job (a durable step, as :meth:`spawn_many`); its id."""
+        return self.spawn_many(job_type, [payload], name=name)[0]
+
+    def wait_for(self, children: str | Sequence[str], *, failures: str = "raise") -> list[Any]:
+        """The children's results in their order, once every one has finished.
+
+        While any is unfinished this run ends here (the worker is free meanwhile) and the
+        job continues in a new run when its last child finishes; that run calls
+        ``wait_for`` again and gets the results. A child that failed or was cancelled
+        raises :class:`ChildFailedError` naming it (the job fails); with
+        ``failures="collect"`` its entry is that error instead, and nothing is raised.
+        """
+        if failures not in FAILURES:
+            raise ValueError(f"failures is one of {FAILURES}, not {failures!r}")
+        if self._in_step is not None:
+            raise StepError(f"wait_for inside step {self._in_step!r}: wait between steps")
+        ids = [children] if isinstance(children, str) else list(children)
+        outcomes = self.read_children(ids) if ids else {}
+        pending = sum(1 for i in ids if i in outcomes and not outcomes[i].finished)
+        if pending:
+            if self.cancelled:
+                raise CancelledError("the job was cancelled")
+            raise WaitingError(f"waiting for {pending} of {len(ids)} child jobs")
+        results: list[Any] = []
+        for child_id in ids:
+            outcome = outcomes.get(child_id)
+            if outcome is not None and outcome.status == "succeeded":
+                results.append(outcome.result)
+                continue
+            failure = _child_failure(child_id, outcome)
+            if failures == "raise":
+                raise failure
+            results.append(failure)
+        return results
+
+
+def _child_failure(child_id: str, outcome: Any) -> ChildFailedError:
+    """The error that names a child which did not succeed."""
+    if outcome is None:
+        return ChildFailedError(
+            f"child job {child_id} no longer exists", job_id=child_id, status="unknown"
+        )
+    error = outcome.error or {}
+    message = error.get("message") if isinstance(error, dict) else None
+    return ChildFailedError(
+        f"child job {child_id} ({outcome.type}) {outcome.status}"
+        + (f": {message}" if message else ""),
+        job_id=child_id,
+        status=outcome.status,
+        error=outcome.error,
+    )

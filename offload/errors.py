@@ -9,6 +9,7 @@ from __future__ import annotations
 
 __all__ = [
     "CancelledError",
+    "ChildFailedError",
     "CloudTasksUnavailableError",
     "ConfigError",
     "DeadlineExceededError",
@@ -22,6 +23,7 @@ __all__ = [
     "StepError",
     "StoreError",
     "TransientError",
+    "WaitingError",
 ]
 
 
@@ -92,4 +94,27 @@ class LeaseLostError(BaseException):
 
     Raised by the store's fenced writes, so that a run that outlived its lease can
     change nothing; the worker stops the run and writes nothing more.
+    """
+
+
+class ChildFailedError(PermanentError):
+    """A child job the parent waited for did not succeed (``ctx.wait_for``).
+
+    Raised into the parent (which then fails, naming the child) unless it asked to
+    collect failures; then it is the child's entry in the results.
+    """
+
+    def __init__(self, message: str, *, job_id: str, status: str, error: object = None) -> None:
+        super().__init__(message)
+        self.job_id = job_id
+        self.status = status
+        self.error = error
+
+
+class WaitingError(BaseException):
+    """The run waits for child jobs (``ctx.wait_for``): it ends here, holding no worker.
+
+    Not an error of the job: the worker ends the run waiting and answers 204; the last
+    child to finish wakes the job in a new run, where ``wait_for`` returns the results.
+    A ``BaseException`` so that the job's ``except Exception`` lets it through.
     """

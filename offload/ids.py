@@ -8,7 +8,14 @@ import re
 import threading
 import time
 
-__all__ = ["base32", "continuation_task_id", "is_job_id", "new_job_id", "task_id_for"]
+__all__ = [
+    "base32",
+    "child_job_id",
+    "continuation_task_id",
+    "is_job_id",
+    "new_job_id",
+    "task_id_for",
+]
 
 _ALPHABET = "0123456789abcdefghjkmnpqrstvwxyz"  # Crockford base32, lower case
 _JOB_ID = re.compile(r"^[0-9a-hjkmnp-tv-z]{26}$")
@@ -72,3 +79,14 @@ def continuation_task_id(job_id: str, run: int) -> str:
     (The reconciler's renewed wake-ups end ``-<number>``, these ``-run<number>``.)
     """
     return f"{task_id_for(job_id)}-run{run}"
+
+
+def child_job_id(parent_id: str, step: str, index: int) -> str:
+    """The id of child ``index`` spawned by step ``step`` of a job: the same on every run.
+
+    The parent's time part, then 80 bits of a hash of (parent, step, index): a spawn
+    step that runs again (its run died before the step was stored) finds the children
+    it inserted before instead of making new ones.
+    """
+    digest = hashlib.sha256(f"{parent_id}/{step}/{index}".encode()).digest()
+    return parent_id[:10] + base32(int.from_bytes(digest[:10], "big"), 16)

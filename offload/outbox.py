@@ -16,7 +16,7 @@ import threading
 from dataclasses import dataclass
 from typing import Any
 
-from offload.enqueue import TaskEnvelope, TaskQueue
+from offload.enqueue import TaskEnvelope, TaskQueue, queue_of
 from offload.errors import EnqueueError, OffloadError
 from offload.ids import task_id_for
 from offload.logs import log_context
@@ -29,6 +29,17 @@ __all__ = ["ReconcileReport", "Reconciler", "enqueue_job"]
 log = logging.getLogger(__name__)
 
 
+def task_name_for(tasks: TaskQueue, job: Job, number: int) -> str:
+    """The name of the job's wake-up ``number``, on the queue its type routes to.
+
+    The queue is read from the job's current task name (set from its type at submit).
+    """
+    task_id = task_id_for(job.id, number)
+    if job.task_name and "/tasks/" in job.task_name:
+        return f"{queue_of(job.task_name)}/tasks/{task_id}"
+    return tasks.task_name(task_id)
+
+
 def enqueue_job(tasks: TaskQueue, job: Job, *, traceparent: str | None = None) -> str:
     """Create the Cloud Task of the job's current wake-up; ``ALREADY_EXISTS`` counts as done."""
     if traceparent is None:  # not from a request: a new span of the job's own trace
@@ -37,6 +48,7 @@ def enqueue_job(tasks: TaskQueue, job: Job, *, traceparent: str | None = None) -
     schedule = job.scheduled_at if job.scheduled_at and job.scheduled_at > utcnow() else None
     return tasks.enqueue(
         task_id=task_id_for(job.id, job.wakeup_number),
+        name=task_name_for(tasks, job, job.wakeup_number),
         envelope=TaskEnvelope.make(job_id=job.id, job_type=job.type, request_id=job.request_id),
         headers={"X-Request-ID": job.request_id, "traceparent": traceparent},
         budget_seconds=job.deadline_seconds,
@@ -132,7 +144,7 @@ class Reconciler:
         return True
 
     def _task_name(self, job: Job, number: int) -> str:
-        return self.tasks.task_name(task_id_for(job.id, number))
+        return task_name_for(self.tasks, job, number)
 
     def _enqueue(self, job: Job, report: ReconcileReport) -> None:
         name = enqueue_job(self.tasks, job)

@@ -18,6 +18,8 @@ class Reason(StrEnum):
     SUCCEEDED = "succeeded"
     # The run's slice was spent at a step boundary: state saved, a continuation task made.
     CONTINUED = "continued"
+    # The run ended in ctx.wait_for: the job waits, queued, until its last child finishes.
+    WAITING = "waiting_children"
     CANCELLED = "cancelled"
     CANCELLED_BY_CLIENT = "cancelled_by_client"
     PERMANENT_ERROR = "permanent_error"
@@ -48,6 +50,7 @@ class Action(StrEnum):
     CANCEL = "cancel"  # finish the job cancelled: 204
     RETRY = "retry"  # give the job back to the queue: ask Cloud Tasks for a retry
     CONTINUE = "continue"  # save state, create the continuation task: 204
+    WAIT = "wait"  # end the run waiting for its children (the last one wakes it): 204
     FAIL_UNCLAIMED = "fail_unclaimed"  # fail a job without running it: 204
     BUSY = "busy"  # another run holds the job: ask for a later retry, write nothing
     DROP = "drop"  # nothing to do (unknown, finished, lease lost): 204, write nothing

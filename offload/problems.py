@@ -47,6 +47,18 @@ class ProblemError(OffloadError):
         self.errors = list(errors) if errors is not None else None
         self.headers = dict(headers or {})
 
+    def body(self) -> dict[str, Any]:
+        """The problem+json object of this error (an entry of a batch answer, say)."""
+        body: dict[str, Any] = {
+            "type": _TYPE_BASE + self.slug if self.slug else "about:blank",
+            "title": self.title,
+            "status": self.status,
+            "detail": self.detail,
+        }
+        if self.errors is not None:
+            body["errors"] = self.errors
+        return body
+
     @classmethod
     def validation(cls, errors: Sequence[Mapping[str, Any]], detail: str) -> ProblemError:
         """422: the request is well-formed JSON but its content is not acceptable."""

@@ -13,6 +13,7 @@ runs the handler.
 from __future__ import annotations
 
 import importlib
+import re
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from types import ModuleType
@@ -35,6 +36,8 @@ Handler = Callable[["JobContext", Any], Any]
 # A job's budget spans its runs (each at most one slice, which fits the request limits),
 # so it may exceed any request limit; a week bounds what one job may hold a worker for.
 MAX_DEADLINE_SECONDS = 7 * 24 * 3600.0
+# Cloud Tasks' queue ids: letters, digits and hyphens, at most 100.
+_QUEUE_ID = re.compile(r"^[A-Za-z0-9-]{1,100}$")
 # Where @job leaves its description on the handler.
 _MARK = "__offload_job__"
 
@@ -49,6 +52,7 @@ class JobType:
     deadline_seconds: float
     max_attempts: int
     description: str
+    queue: str | None = None  # its Cloud Tasks queue id; None: OFFLOAD_QUEUE
 
 
 def job(
@@ -57,8 +61,15 @@ def job(
     payload: type[P],
     deadline_seconds: float = 60.0,
     max_attempts: int = 5,
+    queue: str | None = None,
 ) -> Callable[[Callable[[JobContext, P], Any]], Callable[[JobContext, P], Any]]:
-    """Mark the decorated function as the handler of job type ``name``."""
+    """Mark the decorated function as the handler of job type ``name``.
+
+    ``queue`` routes the type to its own Cloud Tasks queue (declared in queue.yaml), so
+    slow or expensive work gets its own rate and concurrency limits.
+    """
+    if queue is not None and not _QUEUE_ID.match(queue):
+        raise ValueError(f"job {name!r}: queue {queue!r} is not a Cloud Tasks queue id")
     if not 0 < deadline_seconds <= MAX_DEADLINE_SECONDS:
         raise ValueError(f"job {name!r}: deadline_seconds must be in (0, {MAX_DEADLINE_SECONDS}]")
     if max_attempts < 1:
@@ -76,6 +87,7 @@ def job(
                 deadline_seconds=float(deadline_seconds),
                 max_attempts=max_attempts,
                 description=doc.splitlines()[0] if doc else "",
+                queue=queue,
             ),
         )
         return func
@@ -141,6 +153,10 @@ class JobRegistry:
 
     def __iter__(self) -> Iterator[JobType]:
         return iter([self._types[k] for k in sorted(self._types)])
+
+    def queues(self, default: str) -> frozenset[str]:
+        """Every queue id the job types use, ``default`` (OFFLOAD_QUEUE) included."""
+        return frozenset({default, *(t.queue for t in self._types.values() if t.queue)})
 
     def __len__(self) -> int:
         return len(self._types)

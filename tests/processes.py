@@ -3,6 +3,12 @@
 Used by the end-to-end tests (through tests/conftest.py) and by the benchmarks in
 bench/. Each process runs in its own process group with its output in a file, and is
 stopped by PID (the whole group) when done.
+
+Several instances of a service (``make_stack(..., web_instances=2, worker_instances=2)``)
+are each their own gunicorn on a free port, named ``web-1``, ``web-2``, ``worker-1``...:
+the emulator spreads pushes over the workers (``--appengine-service worker=URL1,URL2``)
+and the web instances sit behind ``python -m offload.front``, so ``Stack.web_url`` is one
+URL whatever the count. One instance keeps the plain names ``web`` and ``worker``.
 """
 
 from __future__ import annotations
@@ -38,7 +44,23 @@ queue:
     min_backoff_seconds: 0.2
     max_backoff_seconds: 1
     max_doublings: 2
+- name: offload-reports
+  target: worker
+  rate: 50/s
+  bucket_size: 10
+  max_concurrent_requests: 4
+  retry_parameters:
+    task_retry_limit: 10
+    min_backoff_seconds: 0.2
+    max_backoff_seconds: 1
+    max_doublings: 2
 """
+
+# As production's queue.yaml: retrying goes on until the age limit too, so a job whose
+# pushes meet a dead instance or a lease still held keeps its task (fast backoff here).
+LASTING_QUEUE_YAML = TEST_QUEUE_YAML.replace(
+    "    task_retry_limit: 10\n", "    task_retry_limit: 10\n    task_age_limit: 10m\n"
+)
 
 
 def free_port() -> int:
@@ -132,6 +154,10 @@ class Stack:
     emulator_http_port: int = 0
     procs: dict[str, Proc] = field(default_factory=dict)
     migrated: bool = False
+    # Every instance's own URL (one each unless started with several instances).
+    worker_urls: list[str] = field(default_factory=list)
+    web_urls: list[str] = field(default_factory=list)
+    restarts: int = 0
 
     @property
     def log_dir(self) -> Path:
@@ -148,10 +174,13 @@ class Stack:
         channel = grpc.insecure_channel(f"127.0.0.1:{self.emulator_port}")
         return tasks_v2.CloudTasksClient(transport=CloudTasksGrpcTransport(channel=channel))
 
-    def start_emulator(self, queue_yaml: str = TEST_QUEUE_YAML, *extra: str) -> None:
+    def start_emulator(
+        self, queue_yaml: str = TEST_QUEUE_YAML, *extra: str, worker_instances: int = 1
+    ) -> None:
+        """Start the emulator; it pushes to ``worker_instances`` workers (ports chosen here)."""
         self.emulator_port, self.emulator_http_port = free_port(), free_port()
-        worker_port = free_port()
-        self.worker_url = f"http://127.0.0.1:{worker_port}"
+        self.worker_urls = [f"http://127.0.0.1:{free_port()}" for _ in range(worker_instances)]
+        self.worker_url = self.worker_urls[0]
         (self.tmp / "queue.yaml").write_text(queue_yaml)
         argv = [
             sys.executable, "-m", "emulator",
@@ -160,7 +189,7 @@ class Stack:
             "--project", PROJECT,
             "--location", LOCATION,
             "--queue-yaml", str(self.tmp / "queue.yaml"),
-            "--appengine-service", f"worker={self.worker_url}",
+            "--appengine-service", f"worker={','.join(self.worker_urls)}",
             "--log-dir", str(self.log_dir),
             "--min-dispatch-deadline-seconds", "1",
             *extra,
@@ -186,26 +215,78 @@ class Stack:
         self.migrated = True
 
     def start_service(
-        self, name: str, *, processes: int = 2, timeout: int = 60, threads: int = 128
+        self,
+        name: str,
+        *,
+        processes: int = 2,
+        timeout: int = 60,
+        threads: int = 128,
+        instances: int = 1,
     ) -> None:
+        """Start ``instances`` gunicorns of ``name`` (web: behind a front when several)."""
         if not self.migrated:
             self.migrate()
-        url = self.worker_url if name == "worker" else f"http://127.0.0.1:{free_port()}"
+        if name == "worker":
+            urls = self.worker_urls or [self.worker_url]
+            if len(urls) != instances:
+                raise ValueError(f"the emulator was started for {len(urls)} worker instances")
+        else:
+            urls = [f"http://127.0.0.1:{free_port()}" for _ in range(instances)]
+            self.web_urls = urls
+        for i, url in enumerate(urls, 1):
+            label = f"{name}-{i}" if instances > 1 else name
+            argv = [
+                sys.executable, "-m", "gunicorn", "-c", "gunicorn.conf.py",
+                "--name", label,
+                "--bind", url.removeprefix("http://"),
+                "--workers", str(processes),
+                # web waits on events in threads (gthread); the worker stays on sync workers.
+                *(["--threads", str(threads)] if name == "web" else []),
+                "--timeout", str(timeout),
+                f"{name}.main:app",
+            ]  # fmt: skip
+            self._start(label, argv, url)
         if name == "web":
-            self.web_url = url
-        argv = [
-            sys.executable, "-m", "gunicorn", "-c", "gunicorn.conf.py",
-            "--name", name,
-            "--bind", url.removeprefix("http://"),
-            "--workers", str(processes),
-            # web waits on events in threads (gthread); the worker stays on sync workers.
-            *(["--threads", str(threads)] if name == "web" else []),
-            "--timeout", str(timeout),
-            f"{name}.main:app",
-        ]  # fmt: skip
-        proc = Proc(name, argv, self.env, self.tmp / f"{name}.out")
-        self.procs[name] = proc
+            self.web_url = urls[0] if instances == 1 else self._start_front(urls)
+
+    def _start(self, label: str, argv: Sequence[str], url: str) -> None:
+        proc = Proc(label, argv, self.env, self.tmp / f"{label}.out")
+        self.procs[label] = proc
         proc.wait_until(lambda: http_ok(url + "/healthz"))
+
+    def _start_front(self, urls: Sequence[str]) -> str:
+        port = free_port()
+        argv = [sys.executable, "-m", "offload.front", "--listen", f"127.0.0.1:{port}"]
+        for url in urls:
+            argv += ["--backend", url.removeprefix("http://")]
+        proc = Proc("front", argv, self.env, self.tmp / "front.out")
+        self.procs["front"] = proc
+        proc.wait_until(lambda: tcp_open(port))
+        return f"http://127.0.0.1:{port}"
+
+    def instances(self, name: str) -> list[str]:
+        """The process names of a service's instances (``worker`` or ``worker-1``, ...)."""
+        return [n for n in self.procs if n == name or n.startswith(name + "-")]
+
+    def kill_instance(self, label: str) -> None:
+        """SIGKILL of a whole instance: its gunicorn master and every worker process."""
+        proc = self.procs[label]
+        try:
+            os.killpg(proc.pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+        proc.popen.wait()
+
+    def restart_instance(self, label: str, *, ready: bool = True) -> None:
+        """Start a killed (or stopped) instance again with its own command and port."""
+        old = self.procs[label]
+        old.stop()  # reaps it and closes its output file
+        self.restarts += 1
+        proc = Proc(label, old.argv, old.env, self.tmp / f"{label}.{self.restarts}.out")
+        self.procs[label] = proc
+        if ready:
+            bind = old.argv[old.argv.index("--bind") + 1]
+            proc.wait_until(lambda: http_ok(f"http://{bind}/healthz"))
 
     def stop(self) -> None:
         for proc in reversed(list(self.procs.values())):
@@ -222,8 +303,10 @@ def make_stack(
     queue_yaml: str = TEST_QUEUE_YAML,
     worker_processes: int = 2,
     worker_timeout: int = 60,
+    web_instances: int = 1,
+    worker_instances: int = 1,
 ) -> Stack:
-    """Start emulator, worker and web on free loopback ports."""
+    """Start emulator, worker(s) and web(s) on free loopback ports."""
     tmp.mkdir(parents=True, exist_ok=True)
     margin = float((env or {}).get("OFFLOAD_DISPATCH_MARGIN_SECONDS", 15))
     base_env = {
@@ -243,9 +326,14 @@ def make_stack(
     }
     stack = Stack(tmp=tmp, env=base_env)
     try:
-        stack.start_emulator(queue_yaml)
-        stack.start_service("worker", processes=worker_processes, timeout=worker_timeout)
-        stack.start_service("web", processes=2)
+        stack.start_emulator(queue_yaml, worker_instances=worker_instances)
+        stack.start_service(
+            "worker",
+            processes=worker_processes,
+            timeout=worker_timeout,
+            instances=worker_instances,
+        )
+        stack.start_service("web", processes=2, instances=web_instances)
     except BaseException:
         stack.stop()
         raise

@@ -283,7 +283,10 @@ def _queue_problems(files: Mapping[str, Any], services: Mapping[str, Any]) -> It
         if not 0 <= numbers["max_doublings"] <= 16:
             yield f"{where}: max_doublings outside [0, 16]"
         limit = numbers["task_retry_limit"]
+        default = service_config(services["worker"]).queue if "worker" in services else None
         for jt in job_types():
+            if (jt.queue or default) != name:
+                continue  # routed to another queue
             if limit != -1 and jt.max_attempts > limit:
                 yield f"{where}: task_retry_limit {limit} cuts job {jt.name}'s {jt.max_attempts}"
         service = services.get(str(target).rpartition(".")[2])
@@ -299,6 +302,9 @@ def _queue_problems(files: Mapping[str, Any], services: Mapping[str, Any]) -> It
                     f"exceeds {target}'s {capacity} processes (pushes would wait in a "
                     "backlog while their dispatch_deadline runs)"
                 )
+    for jt in job_types():
+        if jt.queue and jt.queue not in queues:
+            yield f"job {jt.name}: its queue {jt.queue} is not in queue.yaml"
     for svc, service in services.items():
         config = service_config(service)
         if config.queue not in queues:
@@ -429,8 +435,33 @@ def test_the_emulator_loads_queue_yaml_as_cloud_tasks_would() -> None:
     from emulator import queueyaml
 
     queues = queueyaml.load(str(ROOT / "queue.yaml"), location="projects/p/locations/l")
-    assert [q.name.rpartition("/")[2] for q in queues] == ["offload-jobs"]
-    assert queues[0].app_engine_routing_override.service == "worker"
+    assert [q.name.rpartition("/")[2] for q in queues] == ["offload-jobs", "offload-reports"]
+    assert all(q.app_engine_routing_override.service == "worker" for q in queues)
+
+
+def test_every_queue_a_job_type_names_is_in_queue_yaml_and_the_worker_checks_it(
+    files: dict[str, Any],
+) -> None:
+    from pydantic import BaseModel
+
+    from offload.registry import job
+    from worker.queues import check_queues
+
+    names = {q["name"] for q in files["queue.yaml"]["queue"]}
+    assert {t.queue for t in job_types() if t.queue} <= names
+    assert "offload-reports" in {t.queue for t in job_types()}
+
+    @job("x.elsewhere", payload=BaseModel, queue="offload-nowhere")
+    def elsewhere(ctx: Any, payload: Any) -> None: ...
+
+    registry = JobRegistry([elsewhere])  # type: ignore[list-item]
+    settings = Settings(queue_yaml=str(ROOT / "queue.yaml"))
+    with pytest.raises(ConfigError, match="offload-nowhere"):
+        check_queues(settings, registry)
+    files["queue.yaml"]["queue"] = [
+        q for q in files["queue.yaml"]["queue"] if q["name"] != "offload-reports"
+    ]
+    assert any("offload-reports" in p for p in deploy_problems(files))
 
 
 # -- broken copies are caught ------------------------------------------------------
@@ -586,18 +617,19 @@ def test_deploy_md_cloud_run_worker_passes_the_start_up_timeout_check() -> None:
     assert list(_timeout_follows_the_slice("DEPLOY.md", entry, config)) == []
 
 
-def test_deploy_md_creates_the_queue_with_queue_yaml_s_values() -> None:
+def test_deploy_md_creates_every_queue_with_queue_yaml_s_values() -> None:
     doc = (ROOT / "docs" / "DEPLOY.md").read_text()
-    create = re.search(r"gcloud tasks queues create (\S+) (.*?)\n```", doc, re.S)
-    assert create
-    flags = dict(re.findall(r"--([a-z-]+)=(\S+)", create.group(2)))
-    (queue,) = load_deploy()["queue.yaml"]["queue"]
-    retry = queue["retry_parameters"]
-    assert create.group(1) == queue["name"]
-    assert float(flags["max-dispatches-per-second"]) == parse_rate(queue["rate"])
-    assert int(flags["max-concurrent-dispatches"]) == queue["max_concurrent_requests"]
-    assert int(flags["max-attempts"]) == retry["task_retry_limit"]
-    assert flags["max-retry-duration"] == f"{parse_age(retry['task_age_limit']):.0f}s"
-    assert flags["min-backoff"] == f"{retry['min_backoff_seconds']}s"
-    assert flags["max-backoff"] == f"{retry['max_backoff_seconds']}s"
-    assert int(flags["max-doublings"]) == retry["max_doublings"]
+    creates = re.findall(r"gcloud tasks queues create (\S+) (.*?)(?=\ngcloud|\n```)", doc, re.S)
+    queues = {q["name"]: q for q in load_deploy()["queue.yaml"]["queue"]}
+    assert sorted(name for name, _ in creates) == sorted(queues)
+    for name, text in creates:
+        queue = queues[name]
+        flags = dict(re.findall(r"--([a-z-]+)=(\S+)", text))
+        retry = queue["retry_parameters"]
+        assert float(flags["max-dispatches-per-second"]) == parse_rate(queue["rate"])
+        assert int(flags["max-concurrent-dispatches"]) == queue["max_concurrent_requests"]
+        assert int(flags["max-attempts"]) == retry["task_retry_limit"]
+        assert flags["max-retry-duration"] == f"{parse_age(retry['task_age_limit']):.0f}s"
+        assert flags["min-backoff"] == f"{retry['min_backoff_seconds']}s"
+        assert flags["max-backoff"] == f"{retry['max_backoff_seconds']}s"
+        assert int(flags["max-doublings"]) == retry["max_doublings"]

@@ -206,7 +206,7 @@ def test_every_route_is_described(web_stack: Stack) -> None:
     assert spec["openapi"].startswith("3.1")
     assert set(spec["paths"]) == {
         "/jobs", "/jobs/{job_id}", "/jobs/{job_id}/events", "/jobs/{job_id}/resubmit",
-        "/healthz", "/readyz", "/openapi.json",
+        "/healthz", "/readyz", "/openapi.json", "/jobs/batch", "/jobs/{job_id}/children",
     }  # fmt: skip
     variants = spec["components"]["schemas"]["SubmitJob"]["oneOf"]
     assert {v["properties"]["type"]["const"] for v in variants} >= {

@@ -7,11 +7,11 @@ from typing import Any
 
 from flask import Flask
 
-from offload import readiness, webhook_dispatch
+from offload import fanin, readiness, webhook_dispatch
 from offload.enqueue import TaskQueue
 from offload.flaskapp import base_app, get_settings, get_store
 from offload.readiness import Probe, store_check, tasks_check
-from web import api, console, longpoll, openapi, security, stream
+from web import api, batch, children, console, longpoll, openapi, security, stream
 
 __all__ = ["create_app"]
 
@@ -32,9 +32,13 @@ def create_app(config: Mapping[str, Any] | None = None, *, tasks_client: Any = N
     )
     security.init_app(app)
     app.register_blueprint(api.bp)
+    app.register_blueprint(batch.bp)
+    app.register_blueprint(children.bp)
     app.register_blueprint(openapi.bp)
     longpoll.init_app(app)
     app.register_blueprint(stream.bp)
     webhook_dispatch.init_app(app, get_store(app), app.extensions["offload.tasks"])
+    # Cancelling a queued child may be its parent's last count-down: web wakes it then.
+    fanin.init_store(get_store(app), app.extensions["offload.tasks"])
     console.init_app(app)
     return app

@@ -8,6 +8,8 @@ import json
 import logging
 import math
 import re
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import replace
 from typing import Any
 
@@ -37,10 +39,11 @@ __all__ = ["bp"]
 log = logging.getLogger(__name__)
 bp = Blueprint("api", __name__)
 
-_IDEMPOTENCY_KEY = re.compile(r"^[\x21-\x7e]{1,255}$")
+IDEMPOTENCY_KEY = re.compile(r"^[\x21-\x7e]{1,255}$")
 
 
-def _tasks() -> TaskQueue:
+def get_tasks() -> TaskQueue:
+    """The service's Cloud Tasks queues."""
     queue: TaskQueue = current_app.extensions["offload.tasks"]
     return queue
 
@@ -68,7 +71,7 @@ def _number(text: str) -> float | int:
     return int(value) if value.is_integer() and abs(value) < 2**63 else value
 
 
-def _json_body() -> dict[str, Any]:
+def json_body() -> dict[str, Any]:
     """The request's JSON object, or a 415/400 problem."""
     mimetype = request.mimetype
     if not (mimetype == "application/json" or mimetype.endswith("+json")):
@@ -99,6 +102,13 @@ def _json_body() -> dict[str, Any]:
     return body
 
 
+def request_hash_of(body: dict[str, Any]) -> str:
+    """The hash an Idempotency-Key is bound to: the submission's canonical JSON."""
+    return hashlib.sha256(
+        json.dumps(body, sort_keys=True, separators=(",", ":")).encode()
+    ).hexdigest()
+
+
 def _job_response(job: Job, status: int) -> Response:
     response = jsonify(job.to_resource())
     response.status_code = status
@@ -109,7 +119,7 @@ def _job_response(job: Job, status: int) -> Response:
     return response
 
 
-def _validate(body: dict[str, Any]) -> tuple[SubmitJob, JobType, dict[str, Any]]:
+def validate_submission(body: dict[str, Any]) -> tuple[SubmitJob, JobType, dict[str, Any]]:
     try:
         submit = SubmitJob.model_validate(body)
     except ValidationError as e:
@@ -155,19 +165,17 @@ def _validate(body: dict[str, Any]) -> tuple[SubmitJob, JobType, dict[str, Any]]
 @bp.post("/jobs")
 def submit_job() -> Response:
     """Validate, record and enqueue a job; answer 202 with its status monitor."""
-    body = _json_body()
+    body = json_body()
     key = request.headers.get("Idempotency-Key")
-    if key is not None and not _IDEMPOTENCY_KEY.match(key):
+    if key is not None and not IDEMPOTENCY_KEY.match(key):
         raise ProblemError(
             400,
             "Bad Idempotency-Key",
             "use 1 to 255 visible ASCII characters",
             slug="bad-idempotency-key",
         )
-    submit, job_type, payload = _validate(body)
-    request_hash = hashlib.sha256(
-        json.dumps(body, sort_keys=True, separators=(",", ":")).encode()
-    ).hexdigest()
+    submit, job_type, payload = validate_submission(body)
+    request_hash = request_hash_of(body)
     job, created = _record(
         job_type,
         payload,
@@ -191,7 +199,7 @@ def submit_job() -> Response:
             )
         log.info("idempotent repeat of job %s", job.id, extra={"labels": {"job_id": job.id}})
         return _job_response(job, 200)
-    return _job_response(_wake(job), 202)
+    return _job_response(wake_job(job), 202)
 
 
 def _record(
@@ -206,6 +214,48 @@ def _record(
     notify_url: str | None = None,
 ) -> tuple[Job, bool]:
     """Store a new queued job for the caller (or find its idempotent twin)."""
+    new = new_job(
+        job_type,
+        payload,
+        deadline_seconds=deadline_seconds,
+        delay_seconds=delay_seconds,
+        idempotency_key=idempotency_key,
+        request_hash=request_hash,
+        resubmit_of=resubmit_of,
+        notify_url=notify_url,
+    )
+    with store_unavailable_as_503():
+        return get_store(current_app).insert(new)
+
+
+@contextmanager
+def store_unavailable_as_503() -> Iterator[None]:
+    """The one case a submission is refused for an outage: nothing could be recorded."""
+    try:
+        yield
+    except (StoreError, SQLAlchemyError) as e:
+        log.warning("job store cannot record a job: %s", type(e).__name__)
+        raise ProblemError(
+            503,
+            "Service Unavailable",
+            "the job store cannot record the job right now; nothing was recorded, try again",
+            slug="store-unavailable",
+            headers={"Retry-After": "5"},
+        ) from e
+
+
+def new_job(
+    job_type: JobType,
+    payload: dict[str, Any],
+    *,
+    deadline_seconds: float,
+    delay_seconds: float | None = None,
+    idempotency_key: str | None = None,
+    request_hash: str | None = None,
+    resubmit_of: str | None = None,
+    notify_url: str | None = None,
+) -> NewJob:
+    """The record of a new queued job for the caller; a 413 problem if its payload is big."""
     if len(json.dumps(payload)) > get_settings(current_app).max_payload_bytes:
         raise ProblemError(
             413,
@@ -217,41 +267,28 @@ def _record(
     job_id = new_job_id()
     scheduled_at = utcnow() + dt.timedelta(seconds=delay_seconds) if delay_seconds else None
     # Cloud Tasks known down: record the wake-up as pending and answer without waiting.
-    wakeup = WAKEUP_PENDING if _tasks().breaker.is_open() else WAKEUP_ENQUEUING
-    try:
-        return get_store(current_app).insert(
-            NewJob(
-                id=job_id,
-                type=job_type.name,
-                payload=payload,
-                request_id=current_request_id(),
-                trace=current_trace().trace_id,
-                max_attempts=job_type.max_attempts,
-                deadline_seconds=deadline_seconds,
-                task_name=_tasks().task_name(task_id_for(job_id)),
-                scheduled_at=scheduled_at,
-                owner=current_principal().name,
-                idempotency_key=idempotency_key,
-                request_hash=request_hash,
-                resubmit_of=resubmit_of,
-                notify_url=notify_url,
-                wakeup=wakeup,
-                wakeup_grace_seconds=get_settings(current_app).reconcile_grace_seconds,
-            )
-        )
-    except (StoreError, SQLAlchemyError) as e:
-        # The one case a submission is refused for an outage: nothing could be recorded.
-        log.warning("job store cannot record a job: %s", type(e).__name__)
-        raise ProblemError(
-            503,
-            "Service Unavailable",
-            "the job store cannot record the job right now; nothing was recorded, try again",
-            slug="store-unavailable",
-            headers={"Retry-After": "5"},
-        ) from e
+    wakeup = WAKEUP_PENDING if get_tasks().breaker.is_open() else WAKEUP_ENQUEUING
+    return NewJob(
+        id=job_id,
+        type=job_type.name,
+        payload=payload,
+        request_id=current_request_id(),
+        trace=current_trace().trace_id,
+        max_attempts=job_type.max_attempts,
+        deadline_seconds=deadline_seconds,
+        task_name=get_tasks().task_name(task_id_for(job_id), job_type.queue),
+        scheduled_at=scheduled_at,
+        owner=current_principal().name,
+        idempotency_key=idempotency_key,
+        request_hash=request_hash,
+        resubmit_of=resubmit_of,
+        notify_url=notify_url,
+        wakeup=wakeup,
+        wakeup_grace_seconds=get_settings(current_app).reconcile_grace_seconds,
+    )
 
 
-def _wake(job: Job) -> Job:
+def wake_job(job: Job) -> Job:
     """Create the recorded job's Cloud Task; if Cloud Tasks is down, leave it pending.
 
     The job is in the store with its wake-up either way, so the answer is 202: the
@@ -262,7 +299,7 @@ def _wake(job: Job) -> Job:
             log.warning("job %s accepted, wake-up pending: Cloud Tasks is unreachable", job.id)
             return job
         try:
-            enqueue_job(_tasks(), job, traceparent=current_trace().traceparent())
+            enqueue_job(get_tasks(), job, traceparent=current_trace().traceparent())
         except EnqueueError as e:
             log.warning("job %s accepted, wake-up pending: %s", job.id, e)
             try:
@@ -344,6 +381,8 @@ def cancel_job(job_id: str) -> Response:
         raise ProblemError.not_found(f"job {job_id}")
     job = outcome.job
     with log_context(job_id=job.id, job_type=job.type):
+        if outcome.outcome != "finished":
+            cancel_children(job.id)
         if outcome.outcome == "finished":
             raise ProblemError(
                 409, "Conflict", f"job {job.id} already ended {job.status}", slug="job-finished"
@@ -351,18 +390,32 @@ def cancel_job(job_id: str) -> Response:
         if outcome.outcome == "requested":
             log.info("cancel requested for running job %s", job.id)
             return _job_response(job, 202)
-        if job.task_name and _tasks().breaker.is_open():
+        if job.task_name and get_tasks().breaker.is_open():
             # Not worth a wait on a dead Cloud Tasks: a late delivery is answered 204 unrun.
             log.warning("job %s cancelled; Cloud Tasks unreachable, its task is left", job.id)
         elif job.task_name:
             try:
-                deleted = _tasks().delete(job.task_name)
+                deleted = get_tasks().delete(job.task_name)
             except EnqueueError as e:
                 # The job is cancelled in the store; a late delivery is answered 204 unrun.
                 log.warning("job %s cancelled but its task was not deleted: %s", job.id, e)
             else:
                 log.info("job %s cancelled, task deleted: %s", job.id, deleted)
     return no_content()
+
+
+def cancel_children(job_id: str) -> None:
+    """Cancel a cancelled job's unfinished descendants and delete their tasks (in batches)."""
+    names = get_store(current_app).cancel_children(job_id)
+    if not names:
+        return
+    try:
+        deleted = get_tasks().delete_many(names)
+    except EnqueueError as e:
+        # The children are cancelled in the store; late deliveries are answered 204 unrun.
+        log.warning("children of %s cancelled, their tasks not deleted: %s", job_id, e)
+    else:
+        log.info("%d children of %s cancelled, %d tasks deleted", len(names), job_id, deleted)
 
 
 @bp.post("/jobs/<job_id>/resubmit")
@@ -390,4 +443,4 @@ def resubmit_job(job_id: str) -> Response:
         resubmit_of=old.id,
         notify_url=old.notify_url,
     )
-    return _job_response(_wake(job), 202)
+    return _job_response(wake_job(job), 202)

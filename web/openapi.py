@@ -16,8 +16,17 @@ from offload.flaskapp import get_settings
 from offload.jsondepth import MAX_JSON_DEPTH
 from offload.registry import JobRegistry, JobType, get_registry
 from offload.store import STATUSES
+from web.batch import MAX_BATCH
 from web.longpoll import MAX_WAIT_SECONDS
-from web.schemas import MAX_DELAY_SECONDS, JobPage, JobResource, Notify, Problem
+from web.openapi_batch import batch_item_schema, batch_paths
+from web.schemas import (
+    MAX_DELAY_SECONDS,
+    BatchAnswer,
+    JobPage,
+    JobResource,
+    Notify,
+    Problem,
+)
 
 __all__ = ["bp", "build_spec"]
 
@@ -222,7 +231,7 @@ def build_spec(registry: JobRegistry, auth_mode: str) -> dict[str, Any]:
 def _build_spec(registry: JobRegistry) -> dict[str, Any]:
     types = list(registry)
     models: list[tuple[type[BaseModel], Any]] = [
-        (m, "serialization") for m in (JobResource, JobPage, Problem)
+        (m, "serialization") for m in (JobResource, JobPage, Problem, BatchAnswer)
     ]
     models.append((Notify, "validation"))
     payload_names = {}
@@ -231,21 +240,21 @@ def _build_spec(registry: JobRegistry) -> dict[str, Any]:
         payload_names[jt.name] = jt.payload_model.__name__
     refs, defs = models_json_schema(models, ref_template=_REF)
     schemas: dict[str, Any] = dict(defs.get("$defs", {}))
+    branches = [_submit_branch(jt, refs[(jt.payload_model, "validation")]["$ref"]) for jt in types]
     submit = {
         "title": "SubmitJob",
         "description": f"Objects and arrays may nest at most {MAX_JSON_DEPTH} levels deep in "
         "the whole body (the body is the first level, the payload the second); deeper is a "
         "400 (too-deep). Fields are strict: numbers are JSON numbers, never strings.",
-        "oneOf": [
-            _submit_branch(jt, refs[(jt.payload_model, "validation")]["$ref"]) for jt in types
-        ],
+        "oneOf": branches,
     }
     schemas["SubmitJob"] = submit
+    schemas["SubmitBatchItem"] = batch_item_schema(branches)
     submit_body = {
         "required": True,
         "content": {"application/json": {"schema": {"$ref": _REF.format(model="SubmitJob")}}},
     }
-    return {
+    spec: dict[str, Any] = {
         "openapi": "3.1.0",
         "info": {
             "title": "Offload",
@@ -452,6 +461,8 @@ def _build_spec(registry: JobRegistry) -> dict[str, Any]:
             "securitySchemes": {},
         },
     }
+    spec["paths"].update(batch_paths(_JOB_ID, _problems, _HEADERS, MAX_BATCH))
+    return spec
 
 
 @bp.get("/openapi.json")

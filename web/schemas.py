@@ -128,6 +128,14 @@ class NotifyResource(BaseModel):
     deliveries: list[DeliveryResource]
 
 
+class ChildCounts(BaseModel):
+    """A parent's children, counted."""
+
+    total: int
+    open: int = Field(description="children not finished yet")
+    by_status: dict[str, int]
+
+
 class JobResource(BaseModel):
     """A job: the status monitor of ``GET /jobs/{id}``."""
 
@@ -171,6 +179,11 @@ class JobResource(BaseModel):
         description="the ctx.step steps; left out of the items of GET /jobs (read one job)",
     )
     checkpoint_at: str | None = Field(description="when ctx.checkpoint last saved its cursor")
+    parent_id: str | None = Field(description="the job that spawned this one (ctx.spawn_many)")
+    waiting: bool = Field(description="its run ended in ctx.wait_for: its last child wakes it")
+    children: ChildCounts | None = Field(
+        description="its children counted by status (GET /jobs/{id}/children lists them)"
+    )
 
 
 class JobPage(BaseModel):
@@ -198,3 +211,17 @@ class Problem(BaseModel):
     detail: str
     request_id: str | None
     errors: list[ValidationItem] | None = None
+
+
+class BatchEntry(BaseModel):
+    """One entry of a batch answer: the job (``status`` 200 or 202), or its problem."""
+
+    status: int = Field(description="what POST /jobs would have answered for this item")
+    job: JobResource | None = None
+    problem: Problem | None = None
+
+
+class BatchAnswer(BaseModel):
+    """The answer of ``POST /jobs/batch``: one entry per submission, in order."""
+
+    jobs: list[BatchEntry]

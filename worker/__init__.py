@@ -7,7 +7,7 @@ from typing import Any
 
 from flask import Flask
 
-from offload import readiness, webhook_dispatch
+from offload import fanin, readiness, webhook_dispatch
 from offload.enqueue import TaskQueue, dispatch_deadline_for
 from offload.errors import ConfigError
 from offload.flaskapp import base_app, get_settings, get_store
@@ -17,6 +17,7 @@ from offload.settings import Settings
 from offload.slices import slice_seconds
 from worker import cron, tasks, webhooks
 from worker.auth import make_authenticator
+from worker.queues import check_queues, declared_queues
 
 __all__ = ["check_timeouts", "create_app"]
 
@@ -67,13 +68,19 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
     """Build the worker service; ``config`` overrides defaults and the environment."""
     app = base_app(__name__, "worker", config)
     check_timeouts(get_settings(app), get_registry(app))
-    app.extensions["offload.auth"] = make_authenticator(get_settings(app))
+    check_queues(get_settings(app), get_registry(app))
+    app.extensions["offload.queues"] = declared_queues(get_settings(app), get_registry(app))
+    app.extensions["offload.auth"] = make_authenticator(
+        get_settings(app), app.extensions["offload.queues"]
+    )
     app.register_blueprint(tasks.bp)
     app.register_blueprint(cron.bp)
     # Finishing a job with a notify URL creates its webhook task (and the task's route);
     # continuations and the reconciler's cron route create tasks too.
     tasks_queue = app.extensions.setdefault("offload.tasks", TaskQueue(get_settings(app)))
     webhook_dispatch.init_app(app, get_store(app), tasks_queue)
+    # A finished child's last count-down wakes its parent (offload/fanin.py).
+    fanin.init_store(get_store(app), tasks_queue)
     app.register_blueprint(webhooks.bp)
     readiness.init_app(app, {"store": Probe("store", store_check(get_store(app)))})
 

@@ -158,12 +158,18 @@ class OidcAuthenticator(PushAuthenticator):
         return PushOrigin(self.target, "oidc token verified")
 
 
-def make_authenticator(settings: Settings) -> PushAuthenticator:
-    """The authenticator the configuration asks for; refuses an incomplete one."""
+def make_authenticator(
+    settings: Settings, queues: frozenset[str] | None = None
+) -> PushAuthenticator:
+    """The authenticator the configuration asks for; refuses an incomplete one.
+
+    ``queues``: those pushes may come from (default: OFFLOAD_QUEUE's); the worker passes
+    its job types' queues too (worker/queues.py).
+    """
     mode = settings.worker_auth
     if mode == "appengine":
         return AppEngineAuthenticator(
-            platform=settings.platform, queues=configured_queues(settings)
+            platform=settings.platform, queues=queues or configured_queues(settings)
         )
     if mode == "oidc":
         audience = settings.oidc_audience or settings.worker_url

@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Any, Protocol
 
 from offload.context import JobContext
 from offload.errors import EnqueueError
@@ -44,6 +45,7 @@ class Run:
     job_type: JobType
     max_attempts: int
     ctx: JobContext | None = None
+    spawn: Callable[[str, str, list[Any]], list[str]] | None = None
 
     @property
     def is_last_attempt(self) -> bool:
@@ -59,8 +61,8 @@ class Run:
 class Continuer(Protocol):
     """Creates the task that wakes the next run of a continued job."""
 
-    def task_name(self, job_id: str, run: int) -> str:
-        """The full name of the task that wakes run ``run`` of the job."""
+    def task_name(self, job: Job, run: int) -> str:
+        """The full name of the task that wakes run ``run`` of the job (on its queue)."""
         ...
 
     def enqueue(self, job: Job, run: int, budget_seconds: float) -> None:
@@ -131,6 +133,8 @@ def _record(
         error = verdict.error_record() or error_record(reason, reason)
         done = store.release(job.id, token, outcome=reason, error=error)
         return Outcome(True, reason) if done else Outcome(False, Reason.LEASE_LOST)
+    elif action is Action.WAIT:
+        return _wait(store, run, verdict, continuer)
     else:
         return _continue(store, run, verdict, continuer)
     return Outcome(False, reason if done else Reason.LEASE_LOST)
@@ -144,7 +148,7 @@ def _continue(store: JobStore, run: Run, verdict: Verdict, continuer: Continuer 
     """
     assert continuer is not None, "a worker that continues jobs needs a continuer"
     job, next_run = run.job, run.job.runs + 1
-    name = continuer.task_name(job.id, next_run)
+    name = continuer.task_name(job, next_run)
     if not store.continue_run(job.id, run.token, task_name=name, spent_seconds=verdict.elapsed):
         return Outcome(False, Reason.LEASE_LOST)
     left = run.budget - job.spent_seconds - verdict.elapsed
@@ -155,6 +159,28 @@ def _continue(store: JobStore, run: Run, verdict: Verdict, continuer: Continuer 
         log.warning("continuation task of run %d not created (%s): asking for a retry", next_run, e)
         return Outcome(True, "continuation not enqueued")
     return Outcome(False, Reason.CONTINUED)
+
+
+def _wait(store: JobStore, run: Run, verdict: Verdict, continuer: Continuer | None) -> Outcome:
+    """End the run waiting for the job's children; wake it now if none is left.
+
+    The wake-up task is named from the job's id and next run, so this wake and the last
+    child's (both happen when that child finishes between the two) make one task.
+    """
+    assert continuer is not None, "a worker that runs parents needs a continuer"
+    job, next_run = run.job, run.job.runs + 1
+    name = continuer.task_name(job, next_run)
+    left = store.wait_children(job.id, run.token, task_name=name, spent_seconds=verdict.elapsed)
+    if left is None:
+        return Outcome(False, Reason.LEASE_LOST)
+    if left == 0:
+        budget = run.budget - job.spent_seconds - verdict.elapsed
+        try:
+            continuer.enqueue(job, next_run, max(budget, 1.0))
+        except EnqueueError as e:
+            log.warning("wake-up of run %d not created (%s): asking for a retry", next_run, e)
+            return Outcome(True, "wake-up not enqueued")
+    return Outcome(False, Reason.WAITING)
 
 
 def _report(delivery: Delivery, run: Run | None, verdict: Verdict, outcome: Outcome) -> None:
@@ -182,6 +208,13 @@ def _report(delivery: Delivery, run: Run | None, verdict: Verdict, outcome: Outc
         log.warning("attempt %d failed transiently: %s", attempt, error)
     elif reason is Reason.ERROR:
         log.error("attempt %d raised", attempt, exc_info=_exc_info(error))
+    elif reason is Reason.WAITING:
+        log.info(
+            "run %d waits for child jobs after %.3fs (%s)",
+            run.job.runs,
+            verdict.elapsed,
+            verdict.detail,
+        )
     elif reason is Reason.CONTINUED:
         log.info("run %d continues in a new request after %.3fs", run.job.runs, verdict.elapsed)
     elif reason is Reason.LEASE_LOST:

@@ -6,6 +6,7 @@ from collections.abc import Callable
 
 from offload.enqueue import TaskEnvelope, TaskQueue
 from offload.ids import continuation_task_id
+from offload.registry import JobRegistry
 from offload.store import Job
 
 __all__ = ["TaskContinuer"]
@@ -18,18 +19,27 @@ class TaskContinuer:
     belong to the client's original request.
     """
 
-    def __init__(self, tasks: Callable[[], TaskQueue], traceparent: str) -> None:
+    def __init__(
+        self,
+        tasks: Callable[[], TaskQueue],
+        traceparent: str,
+        registry: JobRegistry | None = None,
+    ) -> None:
         self._tasks = tasks  # built on first use: most deliveries never continue
         self._traceparent = traceparent
+        self._registry = registry  # which queue each job type's tasks go to
 
-    def task_name(self, job_id: str, run: int) -> str:
-        """The full name of the task that wakes run ``run`` of the job."""
-        return self._tasks().task_name(continuation_task_id(job_id, run))
+    def task_name(self, job: Job, run: int) -> str:
+        """The full name of the task that wakes run ``run`` of the job, on the job's queue."""
+        job_type = self._registry.get(job.type) if self._registry is not None else None
+        queue = job_type.queue if job_type is not None else None  # None: OFFLOAD_QUEUE
+        return self._tasks().task_name(continuation_task_id(job.id, run), queue)
 
     def enqueue(self, job: Job, run: int, budget_seconds: float) -> None:
         """Create that task; an ``ALREADY_EXISTS`` (a repeated continuation) counts as done."""
         self._tasks().enqueue(
             task_id=continuation_task_id(job.id, run),
+            name=self.task_name(job, run),
             envelope=TaskEnvelope.make(job_id=job.id, job_type=job.type, request_id=job.request_id),
             headers={"X-Request-ID": job.request_id, "traceparent": self._traceparent},
             budget_seconds=budget_seconds,

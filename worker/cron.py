@@ -9,6 +9,7 @@ from flask import Blueprint, Response, current_app, jsonify, request
 
 from offload.authn import AuthError, caller_of
 from offload.enqueue import TaskQueue
+from offload.fanin import wake_overdue
 from offload.flaskapp import get_settings, get_store
 from offload.housekeeping import expire_finished
 from offload.outbox import Reconciler
@@ -68,4 +69,8 @@ def expire() -> Response:
         log.warning("%d jobs whose runner died were left running: failed as interrupted", reaped)
     # Webhook tasks whose creation failed right after the finish.
     webhooks = enqueue_pending(get_store(current_app), current_app.extensions["offload.tasks"])
-    return jsonify({"expired": count, "reaped": reaped, "webhooks_enqueued": webhooks})
+    # Parents whose last child finished but whose wake-up task was not created.
+    woken = wake_overdue(get_store(current_app), current_app.extensions["offload.tasks"])
+    return jsonify(
+        {"expired": count, "reaped": reaped, "webhooks_enqueued": webhooks, "parents_woken": woken}
+    )

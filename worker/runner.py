@@ -30,7 +30,13 @@ from pydantic import ValidationError
 
 from offload.context import JobContext, Journal
 from offload.deadline import Deadline, enforce, hard_exit
-from offload.errors import CancelledError, DeadlineExceededError, LeaseLostError, SliceSpentError
+from offload.errors import (
+    CancelledError,
+    DeadlineExceededError,
+    LeaseLostError,
+    SliceSpentError,
+    WaitingError,
+)
 from offload.logs import log_context
 from offload.outcomes import Action, Reason
 from offload.registry import JobRegistry
@@ -38,6 +44,7 @@ from offload.settings import Settings
 from offload.slices import RunLimit, lease_seconds, run_limit
 from offload.store import JobStore, utcnow
 from worker.conclude import Continuer, Delivery, Outcome, Run, conclude
+from worker.spawning import Spawner
 from worker.verdicts import Verdict, classify_error, classify_result
 
 __all__ = ["Continuer", "Delivery", "Outcome", "run_delivery"]
@@ -51,12 +58,15 @@ def run_delivery(
     registry: JobRegistry,
     delivery: Delivery,
     continuer: Continuer | None = None,
+    spawner: Spawner | None = None,
 ) -> Outcome:
     """Claim the job, run its handler under its deadline, record and classify the outcome."""
     taken = _take(store, settings, registry, delivery)
     if isinstance(taken, Verdict):
         return conclude(store, delivery, None, taken, continuer)
     with log_context(run=taken.job.runs):
+        if spawner is not None:
+            taken.spawn = spawner.bind(taken.job, taken.token)
         verdict = _execute(store, settings, delivery, taken, continuer)
         return conclude(store, delivery, taken, verdict, continuer)
 
@@ -171,7 +181,7 @@ def _execute(
     return classify_result(result, time.perf_counter() - started)
 
 
-_OURS = (DeadlineExceededError, CancelledError, SliceSpentError, LeaseLostError)
+_OURS = (DeadlineExceededError, CancelledError, SliceSpentError, LeaseLostError, WaitingError)
 
 
 def _ours(exc: BaseException) -> bool:
@@ -185,7 +195,7 @@ def _context(
     """What the handler of the claimed job sees during this run."""
     job, token = run.job, run.token
     deadline = Deadline(limit.seconds)
-    return JobContext(
+    ctx = JobContext(
         job_id=job.id,
         job_type=job.type,
         attempt=delivery.attempt,
@@ -200,7 +210,11 @@ def _context(
         run_number=job.runs,
         journal=_journal(store, job.id, token, job.runs),
         slice_deadline=deadline if limit.by_slice else None,
+        read_children=store.child_outcomes,
     )
+    if run.spawn is not None:
+        ctx.spawn_children = run.spawn
+    return ctx
 
 
 def _journal(store: JobStore, job_id: str, token: str, run_number: int) -> Journal:

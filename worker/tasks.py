@@ -17,7 +17,9 @@ from offload.registry import get_registry
 from offload.requestctx import current_trace
 from worker.auth import PushAuthenticator
 from worker.continuation import TaskContinuer
+from worker.queues import push_queue
 from worker.runner import Delivery, Outcome, run_delivery
+from worker.spawning import Spawner
 
 __all__ = ["bp"]
 
@@ -55,6 +57,12 @@ def run_task() -> Response:
         log.warning("push refused (%d): %s", e.status, e.reason)
         return problem_response(e.status, e.title, e.detail, slug=e.slug, headers=e.headers)
 
+    queue = push_queue(request.headers, auth.target)
+    if queue not in current_app.extensions["offload.queues"]:
+        log.warning("push refused (403): queue %r is not declared", queue[:100])
+        return problem_response(
+            403, "Forbidden", "this worker only accepts pushes from its declared queues"
+        )
     # The retry count counts every failed attempt, so +1 is this delivery's number.
     retries = _task_header(auth.target, "RetryCount")
     attempt = int(retries) + 1 if retries.isdigit() and len(retries) < 10 else 1
@@ -74,7 +82,15 @@ def run_task() -> Response:
                     get_settings(current_app),
                     get_registry(current_app),
                     Delivery(job_id, attempt),
-                    TaskContinuer(get_tasks, current_trace().traceparent()),
+                    TaskContinuer(
+                        get_tasks, current_trace().traceparent(), get_registry(current_app)
+                    ),
+                    Spawner(
+                        get_store(current_app),
+                        get_tasks,
+                        get_registry(current_app),
+                        current_trace().traceparent(),
+                    ),
                 )
             except StoreError as e:
                 # Retried on fresh connections and still unreachable: Cloud Tasks retries

@@ -20,6 +20,7 @@ from offload.errors import (
     PermanentError,
     SliceSpentError,
     TransientError,
+    WaitingError,
 )
 from offload.jsondepth import MAX_JSON_DEPTH, too_deep
 from offload.outcomes import Action, Reason
@@ -55,6 +56,8 @@ def classify_error(exc: BaseException, elapsed: float) -> Verdict:
     """The verdict for a handler that raised ``exc`` after ``elapsed`` seconds."""
     if isinstance(exc, SliceSpentError):
         return Verdict(Action.CONTINUE, Reason.CONTINUED, elapsed=elapsed, detail=str(exc))
+    if isinstance(exc, WaitingError):
+        return Verdict(Action.WAIT, Reason.WAITING, elapsed=elapsed, detail=str(exc))
     if isinstance(exc, LeaseLostError):
         return Verdict(Action.DROP, Reason.LEASE_LOST, elapsed=elapsed, detail=str(exc))
     if isinstance(exc, DeadlineExceededError):

@@ -6,14 +6,16 @@ import builtins
 import random
 import secrets
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
 import httpx
 
 from offload.client.errors import (
     ConflictError,
+    OffloadAPIError,
     ServiceUnreachableError,
+    error_from_problem,
     error_from_response,
 )
 from offload.client.models import Job
@@ -22,6 +24,7 @@ __all__ = ["DEFAULT_URL", "Client"]
 
 DEFAULT_URL = "http://127.0.0.1:8080"  # where `make run` serves web
 _MAX_RETRY_AFTER_SECONDS = 30.0
+BATCH_MAX = 100  # submissions per POST /jobs/batch
 
 
 class Client:
@@ -139,6 +142,34 @@ class Client:
         # returns the job the first try made instead of making a second one.
         key = idempotency_key or "offload-client-" + secrets.token_hex(16)
         return self._job(self.request("POST", "/jobs", json=body, headers={"Idempotency-Key": key}))
+
+    def submit_batch(self, submissions: Sequence[dict[str, Any]]) -> list[Job | OffloadAPIError]:
+        """Submit many jobs with ``POST /jobs/batch`` (100 per request); one entry each.
+
+        Each submission is a ``POST /jobs`` body (``type``, ``payload``, ...), with an
+        optional ``idempotency_key``; the entry is the job, or the error of that item
+        alone. Items without a key get one, so a retried request makes no job twice.
+        """
+        entries: list[Job | OffloadAPIError] = []
+        for start in range(0, len(submissions), BATCH_MAX):
+            chunk = [
+                {"idempotency_key": "offload-client-" + secrets.token_hex(16), **item}
+                for item in submissions[start : start + BATCH_MAX]
+            ]
+            response = self.request("POST", "/jobs/batch", json={"jobs": chunk})
+            request_id = response.headers.get("X-Request-ID")
+            answered = response.json().get("jobs") if isinstance(response.json(), dict) else None
+            if not isinstance(answered, list) or len(answered) != len(chunk):
+                raise ServiceUnreachableError(f"{self.base_url} answered something not a batch")
+            for entry in answered:
+                if isinstance(entry, dict) and isinstance(entry.get("job"), dict):
+                    entries.append(Job.from_dict(entry["job"]))
+                else:
+                    entry = entry if isinstance(entry, dict) else {}
+                    status = entry.get("status")
+                    code = status if isinstance(status, int) else 500
+                    entries.append(error_from_problem(code, entry.get("problem"), request_id))
+        return entries
 
     def get(self, job_id: str) -> Job:
         """The job's current state."""

@@ -147,3 +147,20 @@ def error_from_response(response: httpx.Response) -> OffloadAPIError:
         ),
         retry_after=_retry_after(response.headers.get("Retry-After")),
     )
+
+
+def error_from_problem(status: int, body: Any, request_id: str | None = None) -> OffloadAPIError:
+    """The typed exception for one problem document (an entry of a batch answer)."""
+    if not isinstance(body, dict):
+        body = {}
+    cls = _BY_STATUS.get(status) or (ServerError if status >= 500 else RequestError)
+    errors = body.get("errors")
+    return cls(
+        status,
+        type=str(body.get("type") or "about:blank"),
+        title=str(body.get("title") or ""),
+        detail=str(body.get("detail") or ""),
+        errors=[e for e in errors if isinstance(e, dict)] if isinstance(errors, list) else None,
+        request_id=request_id,
+        retry_after=None,
+    )

@@ -15,6 +15,7 @@ from typing import Any
 
 from sqlalchemy import Connection, Engine, bindparam, delete, func, insert, select
 
+from offload.store.fanin import child_finished
 from offload.store.models import CANCELLED, FAILED, FINISHED, SUCCEEDED
 from offload.store.schema import deliveries, events, jobs
 
@@ -58,7 +59,12 @@ class Event:
 _INSERT_EVENT = insert(events)
 _INSERT_DELIVERY = insert(deliveries)
 _JOB_STATE = select(
-    jobs.c.status, jobs.c.reason, jobs.c.attempts, jobs.c.cancel_requested, jobs.c.notify_url
+    jobs.c.status,
+    jobs.c.reason,
+    jobs.c.attempts,
+    jobs.c.cancel_requested,
+    jobs.c.notify_url,
+    jobs.c.parent_id,
 ).where(jobs.c.id == bindparam("p_id"))
 _AFTER = (
     select(events)
@@ -89,6 +95,16 @@ def append(
     )
 
 
+def append_many(
+    conn: Connection, job_ids: list[str], kind: str, data: Mapping[str, Any], now: dt.datetime
+) -> None:
+    """Append the same event to many jobs' logs in one statement (batch inserts)."""
+    conn.execute(
+        _INSERT_EVENT,
+        [{"job_id": j, "kind": kind, "data": dict(data), "created_at": now} for j in job_ids],
+    )
+
+
 def claimed(conn: Connection, row: Mapping[Any, Any], delivery: int, now: dt.datetime) -> None:
     """The events of a claim: a new attempt (run) started, the job is running."""
     job_id = row["id"]
@@ -99,10 +115,12 @@ def claimed(conn: Connection, row: Mapping[Any, Any], delivery: int, now: dt.dat
 
 def after_change(
     conn: Connection, job_id: str, now: dt.datetime, *, attempt_outcome: str | None = None
-) -> None:
+) -> str | None:
     """The events of a status change just written, read back from the job's row.
 
-    A finish also records the webhook delivery when the job has a notify URL.
+    A finish also records the webhook delivery when the job has a notify URL, and
+    counts down its parent's open children: the parent's id is returned when this
+    finish is the one that must wake it (see offload/store/fanin.py).
     """
     row = conn.execute(_JOB_STATE, {"p_id": job_id}).one()._mapping
     if attempt_outcome is not None:
@@ -120,7 +138,7 @@ def after_change(
             },
             now,
         )
-        return
+        return None
     append(conn, job_id, FINISHED_EVENT, {"status": row["status"], "reason": row["reason"]}, now)
     if row["notify_url"]:
         conn.execute(
@@ -136,6 +154,7 @@ def after_change(
                 "updated_at": now,
             },
         )
+    return child_finished(conn, row["parent_id"], now) if row["parent_id"] else None
 
 
 def delete_for(conn: Connection, job_ids: list[str]) -> None:

@@ -11,7 +11,7 @@ from __future__ import annotations
 import datetime as dt
 import logging
 import secrets
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 from typing import Any
 
@@ -30,8 +30,8 @@ from offload.errors import StoreError
 from offload.outcomes import Reason
 from offload.store import deliveries as deliverylog
 from offload.store import events
-from offload.store.durable import DurableStore
 from offload.store.engine import engine_for
+from offload.store.fanout import FanoutStore, child_counts
 from offload.store.models import (
     CANCELLED,
     FAILED,
@@ -95,6 +95,7 @@ class NewJob:
     wakeup: str = WAKEUP_ENQUEUING
     wakeup_grace_seconds: float = 30.0
     notify_url: str | None = None
+    parent_id: str | None = None
 
 
 @dataclass(frozen=True)
@@ -114,7 +115,7 @@ class CancelOutcome:
     job: Job
 
 
-class JobStore(DurableStore, WakeupStore):
+class JobStore(FanoutStore, WakeupStore):
     """Jobs, their attempts, steps and wake-ups in SQLite or PostgreSQL."""
 
     def __init__(
@@ -136,6 +137,9 @@ class JobStore(DurableStore, WakeupStore):
         # Called with a job id after a transaction that finished that job commits (the
         # webhook sender enqueues the job's deliveries); see docs/ARCHITECTURE.md.
         self.on_finish: list[Callable[[str], object]] = []
+        # Called with a parent's id when its last child's finish commits (offload/fanin.py
+        # creates the task that wakes it).
+        self.on_wake: list[Callable[[str], object]] = []
 
     @property
     def dialect(self) -> str:
@@ -180,7 +184,41 @@ class JobStore(DurableStore, WakeupStore):
     def insert(self, new: NewJob) -> tuple[Job, bool]:
         """Record a queued job; with an idempotency key already used, return that job."""
         now = utcnow()
-        values = {
+        values = self._row_values(new, now)
+        try:
+            with self.engine.begin() as conn:
+                conn.execute(INSERT_JOB, values)
+                events.append(conn, new.id, events.STATUS, {"status": QUEUED}, now)
+        except IntegrityError:
+            if new.idempotency_key is None:
+                raise
+            existing = self.get_by_idempotency_key(new.owner, new.idempotency_key)
+            if existing is None:  # the holder released the key meanwhile
+                return self.insert(new)
+            return existing, False
+        # The row is exactly what was inserted: no need to read it back.
+        return job_from_values(values), True
+
+    def insert_many(self, news: Sequence[NewJob]) -> list[tuple[Job, bool]]:
+        """Record many queued jobs: those without an idempotency key in one transaction.
+
+        Jobs with a key are inserted one by one, as :meth:`insert` does (a used key
+        answers its job). Answers one ``(job, created)`` per item, in order.
+        """
+        now = utcnow()
+        rows = [self._row_values(n, now) for n in news if n.idempotency_key is None]
+        if rows:
+            with self.engine.begin() as conn:
+                conn.execute(INSERT_JOB, rows)
+                events.append_many(
+                    conn, [r["id"] for r in rows], events.STATUS, {"status": QUEUED}, now
+                )
+        made = {r["id"]: job_from_values(r) for r in rows}
+        return [(made[n.id], True) if n.id in made else self.insert(n) for n in news]
+
+    def _row_values(self, new: NewJob, now: dt.datetime) -> dict[str, Any]:
+        """The offload_jobs row of a new queued job."""
+        return {
             "id": new.id,
             "type": new.type,
             "status": QUEUED,
@@ -207,20 +245,8 @@ class JobStore(DurableStore, WakeupStore):
             "updated_at": now,
             "scheduled_at": new.scheduled_at,
             "notify_url": new.notify_url,
+            "parent_id": new.parent_id,
         }
-        try:
-            with self.engine.begin() as conn:
-                conn.execute(INSERT_JOB, values)
-                events.append(conn, new.id, events.STATUS, {"status": QUEUED}, now)
-        except IntegrityError:
-            if new.idempotency_key is None:
-                raise
-            existing = self.get_by_idempotency_key(new.owner, new.idempotency_key)
-            if existing is None:  # the holder released the key meanwhile
-                return self.insert(new)
-            return existing, False
-        # The row is exactly what was inserted: no need to read it back.
-        return job_from_values(values), True
 
     def get_by_idempotency_key(self, owner: str, key: str) -> Job | None:
         """The job ``owner`` submitted with this idempotency key, if any."""
@@ -244,17 +270,25 @@ class JobStore(DurableStore, WakeupStore):
         params = {"p_id": row._mapping["id"]}
         rows = conn.execute(SELECT_ATTEMPTS, params).all()
         job = job_from_row(row, rows, conn.execute(SELECT_STEPS, params).all())
+        counts = child_counts(conn, job.id)
+        if counts:
+            job = replace(job, children=counts)
         if job.notify_url:
             job = replace(job, deliveries=deliverylog.for_job(conn, job.id))
         return job
 
-    def _finished(self, job_id: str) -> None:
-        """Run the on-finish hooks; a failing hook is logged, the finish stands."""
+    def _finished(self, job_id: str, wake: str | None = None) -> None:
+        """Run the on-finish hooks (and the on-wake ones for a parent this finish woke).
+
+        A failing hook is logged, the finish stands.
+        """
         for hook in self.on_finish:
             try:
                 hook(job_id)
             except Exception:
                 log.exception("on-finish hook failed for job %s", job_id)
+        if wake is not None:
+            self._woke(wake)
 
     def list(
         self,
@@ -310,10 +344,9 @@ class JobStore(DurableStore, WakeupStore):
                         .where(jobs.c.id == job_id, jobs.c.status == RUNNING)
                         .values(cancel_requested=True, updated_at=now)
                     ).rowcount
-                if done or asked:
-                    events.after_change(conn, job_id, now)
+                wake = events.after_change(conn, job_id, now) if done or asked else None
             if done:
-                self._finished(job_id)
+                self._finished(job_id, wake)
             job = self.get(job_id)
             if job is None:
                 return None
@@ -428,6 +461,8 @@ class JobStore(DurableStore, WakeupStore):
         sql = {k: v for k, v in values.items() if isinstance(v, ClauseElement)}
         plain = {k: v for k, v in values.items() if k not in sql}
 
+        wake: list[str | None] = [None]
+
         def write() -> bool:
             with self.engine.begin() as conn:
                 changed = conn.execute(
@@ -448,7 +483,7 @@ class JobStore(DurableStore, WakeupStore):
                             else attempt_error.get("message"),
                         },
                     )
-                    events.after_change(conn, job_id, now, attempt_outcome=outcome)
+                    wake[0] = events.after_change(conn, job_id, now, attempt_outcome=outcome)
                 elif tried[0]:
                     # An earlier try may have committed before its connection dropped.
                     row = conn.execute(
@@ -461,7 +496,9 @@ class JobStore(DurableStore, WakeupStore):
         def write_and_tell() -> bool:
             changed = write()
             if changed and values["status"] in FINISHED:
-                self._finished(job_id)
+                # A try that committed before its connection dropped lost its wake: the
+                # cron route's sweep wakes such a parent (offload/fanin.py).
+                self._finished(job_id, wake[0])
             return changed
 
         what = f"recording the {outcome} of job {job_id}"
@@ -503,11 +540,12 @@ class JobStore(DurableStore, WakeupStore):
                     lease_expires_at=None,
                 )
             ).rowcount
+            wake = None
             if changed:
                 self._interrupt_open_attempts(conn, job_id, now)
-                events.after_change(conn, job_id, now)
+                wake = events.after_change(conn, job_id, now)
         if changed:
-            self._finished(job_id)
+            self._finished(job_id, wake)
         return bool(changed)
 
     @staticmethod
@@ -563,6 +601,8 @@ class JobStore(DurableStore, WakeupStore):
                 conn.execute(delete(attempts).where(attempts.c.job_id.in_(ids)))
                 conn.execute(delete(steps).where(steps.c.job_id.in_(ids)))
                 events.delete_for(conn, ids)
+                # A parent's finished children go with it (they would name no job).
+                conn.execute(update(jobs).where(jobs.c.parent_id.in_(ids)).values(parent_id=None))
                 total += conn.execute(delete(jobs).where(jobs.c.id.in_(ids))).rowcount
 
     def reap(self, *, lease_expired_before: dt.datetime) -> int:
@@ -607,10 +647,9 @@ class JobStore(DurableStore, WakeupStore):
                     .returning(jobs.c.id)
                 ).scalars()
             )
-            for job_id in reaped:
-                events.after_change(conn, job_id, now)
+            wakes = {job_id: events.after_change(conn, job_id, now) for job_id in reaped}
         for job_id in reaped:
-            self._finished(job_id)
+            self._finished(job_id, wakes[job_id])
         return len(reaped)
 
     def cancel_requested(self, job_id: str) -> bool:

@@ -151,6 +151,11 @@ class Job:
     spent_seconds: float = 0.0
     checkpoint_at: dt.datetime | None = None
     steps: tuple[Step, ...] = field(default=())
+    parent_id: str | None = None
+    children_open: int = 0
+    waiting: bool = False
+    # Counts of the job's children by status (read with the attempt log); None: none.
+    children: dict[str, int] | None = None
 
     @property
     def finished(self) -> bool:
@@ -207,4 +212,15 @@ class Job:
             "runs": self.runs,
             "steps": [s.to_resource() for s in self.steps],
             "checkpoint_at": _iso(self.checkpoint_at),
+            "parent_id": self.parent_id,
+            "waiting": self.waiting,
+            "children": (
+                None
+                if not self.children
+                else {
+                    "total": sum(self.children.values()),
+                    "open": self.children_open,
+                    "by_status": dict(sorted(self.children.items())),
+                }
+            ),
         }

@@ -39,7 +39,7 @@ __all__ = [
 # The newest migration (offload/store/migrations/versions/): services refuse to serve on
 # a database behind it. Revisions are numbered, so "behind" is a comparison; a test
 # checks that this is the migrations' head and that the tables below match them.
-SCHEMA_REVISION = "0005"
+SCHEMA_REVISION = "0006"
 # Alembic's version table, with the project's prefix (the database may be shared).
 VERSION_TABLE = "offload_schema_version"
 
@@ -121,6 +121,12 @@ jobs = Table(
     Column("spent_seconds", Float, nullable=False, default=0.0, server_default="0"),
     Column("checkpoint", JSON),
     Column("checkpoint_at", UTCDateTime),
+    # Fan-out: a child names its parent; a parent counts its unfinished children (set in
+    # the transaction that inserts them, so it is right before any child can finish) and
+    # waiting marks a parent whose run ended in ctx.wait_for (its last child wakes it).
+    Column("parent_id", String(26)),
+    Column("children_open", Integer, nullable=False, default=0, server_default="0"),
+    Column("waiting", Boolean, nullable=False, default=False, server_default="0"),
     # An idempotency key is the client's: two clients may use the same one.
     UniqueConstraint("owner", "idempotency_key", name="uq_offload_jobs_owner_key"),
     # Lists page newest first by id (ids are time-ordered), filtered by status or type,
@@ -130,6 +136,8 @@ jobs = Table(
     Index("ix_offload_jobs_owner_status_id", "owner", "status", "id"),
     # Expiry finds finished jobs by age.
     Index("ix_offload_jobs_finished_at", "finished_at"),
+    # A parent's children, in spawn order (ids), and its cancel finds the unfinished ones.
+    Index("ix_offload_jobs_parent_id_id", "parent_id", "id"),
     # The reconciler finds queued jobs whose wake-up is due for a look.
     Index("ix_offload_jobs_status_wakeup_due", "status", "wakeup_due_at"),
     # The console finds the jobs of one request (a client quotes its X-Request-ID).
