@@ -24,7 +24,18 @@ from bench.loadgen import build_request, run_load
 from tests.processes import make_stack
 
 # Leaf functions where a process waits rather than computes.
-WAITING = {"_blocking", "close_graceful", "wait", "select", "accept", "poll", "epoll"}
+# "_worker" and "run": a pool thread (gthread, gRPC server) blocked in a C call for work.
+WAITING = {
+    "_blocking",
+    "close_graceful",
+    "wait",
+    "select",
+    "accept",
+    "poll",
+    "epoll",
+    "_worker",
+    "run",
+}
 PARTS = (
     ("store (offload/store/jobstore.py)", "jobstore.py"),
     ("logging (offload/logs.py, logging)", "logging/__init__.py"),
@@ -66,15 +77,18 @@ def report(service: str, paths: list[Path]) -> str:
     parts: Counter[str] = Counter()
     layers: Counter[str] = Counter()
     functions: Counter[str] = Counter()
+    leaves: Counter[str] = Counter()
     for frames, n in busy:
+        leaves[frames[-1].rsplit(":", 1)[0] + ")"] += n
         joined = ";".join(frames)
         part = next(
             (p for p, key in PARTS if key in joined), "other (Flask, Werkzeug, gunicorn, emulator)"
         )
         parts[part] += n
         if part.startswith("store"):
+            # A frame's name must start with the key: "close (" is not "_close (".
             layer = next(
-                (name for name, keys in LAYERS if any(k in joined for k in keys)),
+                (name for name, keys in LAYERS if any(f.startswith(keys) for f in frames)),
                 "SQLAlchemy statement building and execution plumbing",
             )
             layers[layer] += n
@@ -91,6 +105,8 @@ def report(service: str, paths: list[Path]) -> str:
         lines += [f"    {100 * n / store:5.1f}%  {p}" for p, n in layers.most_common()]
     lines.append("  project functions (inclusive):")
     lines += [f"    {100 * n / total:5.1f}%  {p}" for p, n in functions.most_common(12)]
+    lines.append("  leaf functions (self):")
+    lines += [f"    {100 * n / total:5.1f}%  {p}" for p, n in leaves.most_common(8)]
     return "\n".join(lines)
 
 

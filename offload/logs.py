@@ -1,9 +1,10 @@
 """Structured logs in Cloud Logging's shape, with the request's labels on every line.
 
 Every process (web, worker, emulator) calls :func:`configure_logging` once at start.
-Lines go to stdout through google-cloud-logging's ``StructuredLogHandler`` (the agent on
-App Engine and Cloud Run parses them) and, locally, to a size-bounded JSON file as well,
-which ``offload logs REQUEST_ID`` reads.
+Lines go to stdout in the JSON shape of google-cloud-logging's ``StructuredLogHandler``
+(the agent on App Engine and Cloud Run parses them), built once per record by
+:class:`CloudLineFormatter`, and, locally, to a size-bounded JSON file as well, which
+``offload logs REQUEST_ID`` reads.
 
 The labels of the work in progress (``request_id``, ``job_id``, ``task``, ``attempt`` ...)
 live in a context variable set by :func:`log_context`; a filter copies them, and the
@@ -22,9 +23,6 @@ import os
 import sys
 from collections.abc import Iterator, Mapping
 from typing import IO, TYPE_CHECKING, Any
-
-import google.cloud.logging_v2
-from google.cloud.logging_v2.handlers import StructuredLogHandler
 
 if TYPE_CHECKING:  # only an annotation: the emulator imports this module without pydantic
     from offload.settings import Settings
@@ -45,6 +43,7 @@ LABELS = "logging.googleapis.com/labels"
 TRACE = "logging.googleapis.com/trace"
 SPAN_ID = "logging.googleapis.com/spanId"
 TRACE_SAMPLED = "logging.googleapis.com/trace_sampled"
+SOURCE_LOCATION = "logging.googleapis.com/sourceLocation"
 LABEL_KEYS = ("request_id", "job_id", "job_type", "task", "attempt", "service")
 # Labels that, once known inside a request, also belong on its access line.
 _STICKY = frozenset({"job_id", "job_type", "task", "attempt"})
@@ -118,11 +117,11 @@ def log_context(
 
 
 class _ContextFilter(logging.Filter):
-    """Copy the context's labels and trace onto the record before Cloud's filter runs.
+    """Copy the context's labels and trace onto the record before it is formatted.
 
-    Trace and ``http_request`` are always set, so Cloud's filter never infers them from
-    the raw request headers (unvalidated input) or stamps a partial httpRequest on
-    lines other than the access line.
+    Trace and ``http_request`` come only from the context or the caller's ``extra``,
+    never from the raw request headers (unvalidated input), so only the access line
+    has an httpRequest.
     """
 
     def __init__(self, service: str, project_id: str) -> None:
@@ -131,6 +130,8 @@ class _ContextFilter(logging.Filter):
         self.project_id = project_id
 
     def filter(self, record: logging.LogRecord) -> bool:
+        if "_offload_line" in record.__dict__:
+            return True  # filtered and formatted already for the other handler
         ctx = _context.get()
         labels: dict[str, str] = {"service": self.service}
         if ctx is not None:
@@ -149,26 +150,91 @@ class _ContextFilter(logging.Filter):
         return True
 
 
-class _CloudLineHandler(StructuredLogHandler):
-    """StructuredLogHandler whose lines also hold ``time`` (RFC 3339) and omit empty fields."""
+# Fields the Cloud Logging agent reads itself: a mapping message never overrides them.
+_SPECIAL_FIELDS = frozenset(
+    {
+        "severity",
+        "httpRequest",
+        "time",
+        "timestamp",
+        "timestampSeconds",
+        "timestampNanos",
+        "logging.googleapis.com/insertId",
+        LABELS,
+        "logging.googleapis.com/operation",
+        SOURCE_LOCATION,
+        SPAN_ID,
+        TRACE,
+        TRACE_SAMPLED,
+    }
+)
+# One C encoder for every line (json.dumps with options builds a new one per call).
+_encode = json.JSONEncoder(ensure_ascii=False).encode
 
-    def __init__(self, *, project_id: str, stream: IO[str]) -> None:
-        super().__init__(project_id=project_id, stream=stream)  # type: ignore[no-untyped-call]
+
+def _payload(record: logging.LogRecord, text: str) -> dict[Any, Any]:
+    """The line's own fields, as StructuredLogHandler derives them from the record.
+
+    A mapping message (or a message that is a JSON object) gives its keys; ``json_fields``
+    adds to it; otherwise the formatted text (traceback included) is ``message``.
+    """
+    fields = getattr(record, "json_fields", None)
+    message: Any = record.msg
+    if isinstance(message, Mapping):
+        if isinstance(fields, Mapping) and fields:
+            message = {**message, **fields}
+    else:
+        message = text
+        if text[:1] == "{":
+            with contextlib.suppress(ValueError):
+                parsed = json.loads(text)
+                if isinstance(parsed, Mapping):
+                    message = parsed
+        if isinstance(fields, Mapping) and fields:
+            extra = dict(fields)
+            if message != "None":
+                extra["message"] = message
+            message = extra
+    if isinstance(message, Mapping):
+        return {k: v for k, v in message.items() if k not in _SPECIAL_FIELDS}
+    return {"message": message} if message and message != "None" else {}
+
+
+class CloudLineFormatter(logging.Formatter):
+    """A record as one Cloud Logging JSON line, built and encoded once.
+
+    The same fields and order as google-cloud-logging's ``StructuredLogHandler`` gave
+    (``time`` first, empty trace and httpRequest left out), without its second pass
+    through ``json.loads``/``json.dumps`` or its request-environment lookup.
+    """
 
     def format(self, record: logging.LogRecord) -> str:
         cached = record.__dict__.get("_offload_line")
         if isinstance(cached, str):  # formatted already for the other handler
             return cached
-        fields = json.loads(str(super().format(record)))  # type: ignore[no-untyped-call]
         stamp = dt.datetime.fromtimestamp(record.created, dt.UTC).isoformat(timespec="microseconds")
         line: dict[str, Any] = {"time": stamp.replace("+00:00", "Z")}
-        line.update(fields)
-        if not line.get(TRACE):
-            for key in (TRACE, SPAN_ID, TRACE_SAMPLED):
-                line.pop(key, None)
-        if not line.get("httpRequest"):
-            line.pop("httpRequest", None)
-        text = json.dumps(line, ensure_ascii=False)
+        line.update(_payload(record, super().format(record)))
+        line["severity"] = record.levelname
+        labels = getattr(record, "labels", None)
+        line[LABELS] = {
+            **({"python_logger": record.name} if record.name else {}),
+            **(labels if isinstance(labels, Mapping) else {}),
+        }
+        trace = getattr(record, "trace", None)
+        if trace:
+            line[TRACE] = trace
+            line[SPAN_ID] = getattr(record, "span_id", None) or ""
+            line[TRACE_SAMPLED] = bool(getattr(record, "trace_sampled", False))
+        line[SOURCE_LOCATION] = getattr(record, "source_location", None) or {
+            "line": record.lineno,
+            "file": record.pathname,
+            "function": record.funcName,
+        }
+        http_request = getattr(record, "http_request", None)
+        if http_request:
+            line["httpRequest"] = http_request
+        text = _encode(line)
         record._offload_line = text  # stdout and the file write the same line: format once
         return text
 
@@ -263,25 +329,24 @@ def configure_logging(
     if _configured is not None:
         return
     _configured = service
-    # The library logs a one-off diagnostic line without our labels; skip it.
-    google.cloud.logging_v2._instrumentation_emitted = True
-
     context_filter = _ContextFilter(service, project_id)
-    line_handler = _CloudLineHandler(project_id=project_id, stream=stream or sys.stdout)
+    formatter = CloudLineFormatter()
+    line_handler = logging.StreamHandler(stream or sys.stdout)
+    line_handler.setFormatter(formatter)
     handlers: list[logging.Handler] = [line_handler]
     if log_dir:
         os.makedirs(log_dir, exist_ok=True)
         file_handler = SharedRotatingFileHandler(
             os.path.join(log_dir, f"{service}.log"), max_file_bytes, backup_count
         )
-        file_handler.setFormatter(_JsonLineFormatter(project_id))
+        file_handler.setFormatter(formatter)
         handlers.append(file_handler)
 
     root = logging.getLogger()
     for old in list(root.handlers):
         root.removeHandler(old)
     for handler in handlers:
-        handler.filters.insert(0, context_filter)  # before Cloud's own filter
+        handler.addFilter(context_filter)
         root.addHandler(handler)
     _installed[:] = handlers
     root.setLevel(level.upper())
@@ -315,19 +380,6 @@ def reset_logging_for_tests() -> None:
         root.removeHandler(handler)
         handler.close()
     _installed.clear()
-
-
-class _JsonLineFormatter(logging.Formatter):
-    """The file copy of a line: the same JSON the stdout handler prints."""
-
-    def __init__(self, project_id: str) -> None:
-        super().__init__()
-        self._line = _CloudLineHandler(project_id=project_id, stream=sys.stdout)
-
-    def format(self, record: logging.LogRecord) -> str:
-        if "_offload_line" not in record.__dict__:
-            self._line.filter(record)  # Cloud's filter: fills the fields the line is built from
-        return self._line.format(record)
 
 
 def parse_line(line: str) -> dict[str, Any] | None:

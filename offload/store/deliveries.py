@@ -31,6 +31,10 @@ _FOR_JOB = (
     .order_by(deliveries.c.created_at, deliveries.c.id)
 )
 _ONE = select(deliveries).where(deliveries.c.id == bindparam("p_id"))
+# Asked after every finish (the on-finish hook), so built once.
+_PENDING_FOR = select(deliveries.c.id).where(
+    deliveries.c.job_id == bindparam("p_id"), deliveries.c.state == PENDING
+)
 
 
 @dataclass(frozen=True)
@@ -90,13 +94,7 @@ class DeliveryLog:
     def pending_for(self, job_id: str) -> list[str]:
         """Ids of one job's deliveries still waiting for their Cloud Task."""
         with self.engine.connect() as conn:
-            return list(
-                conn.execute(
-                    select(deliveries.c.id).where(
-                        deliveries.c.job_id == job_id, deliveries.c.state == PENDING
-                    )
-                ).scalars()
-            )
+            return list(conn.execute(_PENDING_FOR, {"p_id": job_id}).scalars())
 
     def mark_enqueued(self, delivery_id: str, now: dt.datetime) -> None:
         """Its Cloud Task exists now."""

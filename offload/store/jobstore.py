@@ -19,12 +19,12 @@ from sqlalchemy import (
     Connection,
     Row,
     delete,
-    insert,
     select,
     text,
     update,
 )
 from sqlalchemy.exc import IntegrityError, OperationalError, ProgrammingError, SQLAlchemyError
+from sqlalchemy.sql import ClauseElement
 
 from offload.errors import StoreError
 from offload.outcomes import Reason
@@ -46,7 +46,10 @@ from offload.store.retry import retrying, write_behind
 from offload.store.schema import SCHEMA_REVISION, VERSION_TABLE, attempts, jobs, steps
 from offload.store.statements import (
     CLAIM,
+    CLOSE_ATTEMPT,
+    CLOSE_JOB,
     INSERT_ATTEMPT,
+    INSERT_JOB,
     SELECT_ATTEMPTS,
     SELECT_CANCEL,
     SELECT_JOB,
@@ -184,7 +187,7 @@ class JobStore(FanoutStore, WakeupStore):
         values = self._row_values(new, now)
         try:
             with self.engine.begin() as conn:
-                conn.execute(insert(jobs).values(**values))
+                conn.execute(INSERT_JOB, values)
                 events.append(conn, new.id, events.STATUS, {"status": QUEUED}, now)
         except IntegrityError:
             if new.idempotency_key is None:
@@ -206,7 +209,7 @@ class JobStore(FanoutStore, WakeupStore):
         rows = [self._row_values(n, now) for n in news if n.idempotency_key is None]
         if rows:
             with self.engine.begin() as conn:
-                conn.execute(insert(jobs), rows)
+                conn.execute(INSERT_JOB, rows)
                 events.append_many(
                     conn, [r["id"] for r in rows], events.STATUS, {"status": QUEUED}, now
                 )
@@ -455,27 +458,30 @@ class JobStore(FanoutStore, WakeupStore):
     ) -> bool:
         now = utcnow()
         tried = [False]
+        sql = {k: v for k, v in values.items() if isinstance(v, ClauseElement)}
+        plain = {k: v for k, v in values.items() if k not in sql}
 
         wake: list[str | None] = [None]
 
         def write() -> bool:
             with self.engine.begin() as conn:
                 changed = conn.execute(
-                    update(jobs)
-                    .where(
-                        jobs.c.id == job_id, jobs.c.status == RUNNING, jobs.c.lease_token == token
-                    )
-                    .values(updated_at=now, **values)
+                    # SQL expressions (a durable run's spent_seconds + elapsed) cannot go
+                    # as parameters; the plain values do, so the statement stays cached.
+                    CLOSE_JOB.values(**sql) if sql else CLOSE_JOB,
+                    {"p_id": job_id, "p_token": token, "updated_at": now, **plain},
                 ).rowcount
                 if changed:
                     conn.execute(
-                        update(attempts)
-                        .where(attempts.c.job_id == job_id, attempts.c.finished_at.is_(None))
-                        .values(
-                            finished_at=now,
-                            outcome=outcome,
-                            error=None if attempt_error is None else attempt_error.get("message"),
-                        )
+                        CLOSE_ATTEMPT,
+                        {
+                            "p_id": job_id,
+                            "finished_at": now,
+                            "outcome": outcome,
+                            "error": None
+                            if attempt_error is None
+                            else attempt_error.get("message"),
+                        },
                     )
                     wake[0] = events.after_change(conn, job_id, now, attempt_outcome=outcome)
                 elif tried[0]:

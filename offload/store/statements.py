@@ -15,8 +15,11 @@ from offload.store.models import QUEUED, RUNNING, Attempt, Job, Step
 from offload.store.schema import attempts, jobs, steps
 
 __all__ = [
+    "CLOSE_ATTEMPT",
+    "CLOSE_JOB",
     "CLAIM",
     "INSERT_ATTEMPT",
+    "INSERT_JOB",
     "SELECT_ATTEMPTS",
     "SELECT_CANCEL",
     "SELECT_JOB",
@@ -86,6 +89,17 @@ CLAIM = (
     .returning(*jobs.columns)
 )
 INSERT_ATTEMPT = insert(attempts)
+# A new job: its values go as parameters, so the compiled INSERT is cached, not rebuilt.
+INSERT_JOB = insert(jobs)
+# The end of a claim (finish or release): the new column values go as parameters.
+CLOSE_JOB = update(jobs).where(
+    jobs.c.id == bindparam("p_id"),
+    jobs.c.status == RUNNING,
+    jobs.c.lease_token == bindparam("p_token"),
+)
+CLOSE_ATTEMPT = update(attempts).where(
+    attempts.c.job_id == bindparam("p_id"), attempts.c.finished_at.is_(None)
+)
 _LIST_FILTERS = (  # in the order of list()'s filter values
     jobs.c.owner == bindparam("p_owner"),
     jobs.c.status == bindparam("p_status"),
