@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import os
 import secrets
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -153,3 +153,17 @@ def store_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
         yield f"sqlite:///{tmp_path / 'store.db'}"
     else:
         yield from postgres_schema_url()
+
+
+def stack_on_engine(engine: str, tmp: Path, start: Callable[[Path, str], Stack]) -> Iterator[Stack]:
+    """A stack ``start`` makes on SQLite or a fresh PostgreSQL schema, stopped after."""
+    urls = (
+        iter([f"sqlite:///{tmp / 'offload.db'}"]) if engine == "sqlite" else postgres_schema_url()
+    )
+    stack = start(tmp, next(urls))
+    try:
+        yield stack
+    finally:
+        stack.stop()
+        if engine != "sqlite":
+            urls.close()  # type: ignore[attr-defined]  # the generator drops the schema

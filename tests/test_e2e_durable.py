@@ -18,7 +18,7 @@ from typing import Any
 import pytest
 import requests
 
-from tests.conftest import TEST_QUEUE_YAML, Stack, make_stack, postgres_schema_url
+from tests.conftest import TEST_QUEUE_YAML, Stack, make_stack, stack_on_engine
 from tests.test_e2e_walkthrough import submit, wait_for
 
 pytestmark = pytest.mark.e2e
@@ -52,18 +52,7 @@ def durable(
 ) -> Iterator[Stack]:
     """A stack with short slices, on each store engine."""
     tmp = tmp_path_factory.mktemp(f"durable-{request.param}")
-    if request.param == "sqlite":
-        stack = _start(tmp, f"sqlite:///{tmp / 'offload.db'}")
-        yield stack
-        stack.stop()
-        return
-    urls = postgres_schema_url()
-    stack = _start(tmp, next(urls))
-    try:
-        yield stack
-    finally:
-        stack.stop()
-        urls.close()  # drops the schema
+    yield from stack_on_engine(request.param, tmp, _start)
 
 
 @pytest.fixture

@@ -19,7 +19,7 @@ from typing import Any
 import pytest
 import requests
 
-from tests.conftest import TEST_QUEUE_YAML, Stack, make_stack, postgres_schema_url
+from tests.conftest import TEST_QUEUE_YAML, Stack, make_stack, stack_on_engine
 from tests.processes import LOCATION, PROJECT
 from tests.test_e2e_walkthrough import submit, wait_for
 
@@ -47,18 +47,7 @@ def fan(
 ) -> Iterator[Stack]:
     """A stack on each store engine."""
     tmp = tmp_path_factory.mktemp(f"fanout-{request.param}")
-    if request.param == "sqlite":
-        stack = _start(tmp, f"sqlite:///{tmp / 'offload.db'}")
-        yield stack
-        stack.stop()
-        return
-    urls = postgres_schema_url()
-    stack = _start(tmp, next(urls))
-    try:
-        yield stack
-    finally:
-        stack.stop()
-        urls.close()
+    yield from stack_on_engine(request.param, tmp, _start)
 
 
 @pytest.fixture
