@@ -28,6 +28,10 @@ ADMIN_KEY = "schemathesis-admin-key"
 EXAMPLES = 60  # per operation; 8 operations
 STATEFUL_EXAMPLES = 25  # sequences of up to 6 linked calls
 
+# Above the longest long-poll the API allows (?wait= up to 60 s), which the document's
+# generated calls do ask for.
+CALL_TIMEOUT = 75
+
 
 @pytest.fixture(
     scope="module",
@@ -115,7 +119,7 @@ def test_stateful_sequences_follow_the_links_and_keep_the_description(web_stack:
 
     class Machine(schema.as_state_machine()):  # type: ignore[misc]
         def get_call_kwargs(self, case: schemathesis.Case) -> dict[str, Any]:
-            return {"headers": headers, "timeout": 30}
+            return {"headers": headers, "timeout": CALL_TIMEOUT}
 
         def validate_response(
             self, response: Any, case: schemathesis.Case, additional_checks: Any = None, **kw: Any
@@ -194,7 +198,7 @@ def test_the_api_keeps_its_description(web_stack: Stack) -> None:
                 base_url=web_stack.web_url,
                 headers=credentials(web_stack),
                 excluded_checks=[checks.positive_data_acceptance] if reused_key else [],
-                timeout=30,
+                timeout=CALL_TIMEOUT,
             )
 
         check()
