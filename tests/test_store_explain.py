@@ -227,10 +227,14 @@ def test_getting_a_job_reads_the_primary_key_and_the_attempts_index(
 ) -> None:
     job_id = f"{ROWS // 2:026d}"
     got: list[Any] = []
-    (job_plan,) = plans(filled_store, lambda: got.append(filled_store.get(job_id)), "offload_jobs")
+    # The job by its key, then its children's counts (fan-out) by their parent's index.
+    job_plan, children_plan = plans(
+        filled_store, lambda: got.append(filled_store.get(job_id)), "offload_jobs"
+    )
     (attempts_plan,) = plans(filled_store, lambda: filled_store.get(job_id), "offload_attempts")
     assert got[0] is not None and len(got[0].attempt_log) == 1
     assert_uses_index(filled_store, job_plan, _primary_key_index(filled_store), ordered=False)
+    assert_uses_index(filled_store, children_plan, "ix_offload_jobs_parent_id_id", ordered=False)
     assert_uses_index(filled_store, attempts_plan, "ix_offload_attempts_job_id", ordered=False)
 
 
