@@ -28,7 +28,14 @@ def upgrade() -> None:
     op.add_column(
         "offload_jobs", sa.Column("waiting", sa.Boolean(), server_default="0", nullable=False)
     )
-    op.create_index("ix_offload_jobs_parent_id_id", "offload_jobs", ["parent_id", "id"])
+    # Partial (children only): see the index's comment in offload/store/schema.py.
+    op.create_index(
+        "ix_offload_jobs_parent_id_id",
+        "offload_jobs",
+        ["parent_id", "id"],
+        sqlite_where=sa.text("parent_id IS NOT NULL"),
+        postgresql_where=sa.text("parent_id IS NOT NULL"),
+    )
 
 
 def downgrade() -> None:
