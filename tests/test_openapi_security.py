@@ -55,3 +55,15 @@ def test_the_document_asks_for_exactly_the_credentials_the_service_checks(app: F
     assert ("401" in documented) is (mode != "none")
     # Public routes are public in every mode.
     assert spec["paths"]["/healthz"]["get"]["security"] == []
+
+
+def test_the_document_names_every_event_kind_and_every_webhook_type(app: Flask) -> None:
+    from offload.store.events import KINDS, WEBHOOK_EVENTS
+
+    spec = app.test_client().get("/openapi.json").get_json()
+    event = spec["paths"]["/jobs/{job_id}/events"]["get"]["responses"]["200"]["content"]
+    assert set(event["text/event-stream"]["schema"]["properties"]["event"]["enum"]) == set(
+        KINDS
+    )
+    body = spec["webhooks"]["jobFinished"]["post"]["requestBody"]["content"]["application/json"]
+    assert set(body["schema"]["properties"]["type"]["enum"]) == set(WEBHOOK_EVENTS.values())

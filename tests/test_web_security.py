@@ -97,6 +97,9 @@ def test_jobs_are_visible_only_to_their_owner_and_admins(http: FlaskClient) -> N
     assert http.get(f"/jobs/{job['id']}", headers=auth(ALICE)).status_code == 200
     assert http.get(f"/jobs/{job['id']}", headers=auth(BOB)).status_code == 404
     assert http.delete(f"/jobs/{job['id']}", headers=auth(BOB)).status_code == 404
+    # Waiting on it is seeing it: neither its long-poll nor its event stream answers BOB.
+    assert http.get(f"/jobs/{job['id']}?wait=1", headers=auth(BOB)).status_code == 404
+    assert http.get(f"/jobs/{job['id']}/events", headers=auth(BOB)).status_code == 404
     assert job["id"] not in [j["id"] for j in http.get("/jobs", headers=auth(BOB)).json["jobs"]]
     assert job["id"] in [j["id"] for j in http.get("/jobs", headers=auth(ADMIN)).json["jobs"]]
     assert http.get(f"/jobs/{job['id']}", headers=auth(ADMIN)).status_code == 200

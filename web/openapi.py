@@ -131,7 +131,7 @@ _SSE_EVENT = {
     "description": "One event of the stream; `data` is JSON (see the operation's text).",
     "required": ["event", "data", "id"],
     "properties": {
-        "event": {"enum": ["status", "progress", "attempt", "finished"]},
+        "event": {"enum": ["status", "progress", "attempt", "step", "finished"]},
         "data": {"type": "string", "contentMediaType": "application/json"},
         "id": {"type": "string"},
         "retry": {"type": "integer"},
@@ -143,6 +143,7 @@ _EVENTS_DESCRIPTION = """Server-Sent Events (text/event-stream) of the job's cha
 - `status`: `{"status", "reason", "attempts", "cancel_requested"}` (queued, running, ...)
 - `progress`: `{"fraction", "message"}`
 - `attempt`: `{"number", "delivery"}` when an attempt starts, `{"number", "outcome"}` when it ends
+- `step`: `{"name", "status", "run"}` when a durable job's `ctx.step` starts, succeeds or fails
 - `finished`: the job resource (as `GET /jobs/{job_id}` answers it); the stream then ends
 
 Every event has an `id:`; reconnect with `Last-Event-ID` to get what came after it, and
@@ -462,7 +463,58 @@ def _build_spec(registry: JobRegistry) -> dict[str, Any]:
         },
     }
     spec["paths"].update(batch_paths(_JOB_ID, _problems, _HEADERS, MAX_BATCH))
+    spec["webhooks"] = {"jobFinished": _WEBHOOK}
     return spec
+
+
+def _signature_header(name: str, description: str) -> dict[str, Any]:
+    return {"name": name, "in": "header", "required": True, "description": description}
+
+
+# What a `notify.url` receives once its job has finished (OpenAPI 3.1 `webhooks`).
+_WEBHOOK: dict[str, Any] = {
+    "post": {
+        "operationId": "job_finished",
+        "summary": "Sent to `notify.url` when the job has finished, signed at send time.",
+        "description": "Signed as the Standard Webhooks specification says, with the "
+        "secret OFFLOAD_WEBHOOK_SECRET (`whsec_` form). Any 2xx answer ends the delivery; "
+        "anything else is retried with the webhook queue's backoff, each try signed anew.",
+        "parameters": [
+            dict(
+                _signature_header("webhook-id", "The delivery's id, the same on every try."),
+                schema={"type": "string"},
+            ),
+            dict(
+                _signature_header("webhook-timestamp", "Unix seconds when this try was sent."),
+                schema={"type": "string", "pattern": "^[0-9]+$"},
+            ),
+            dict(
+                _signature_header(
+                    "webhook-signature",
+                    "`v1,<base64 HMAC-SHA256 of id.timestamp.body>`, space-separated.",
+                ),
+                schema={"type": "string"},
+            ),
+        ],
+        "requestBody": {
+            "required": True,
+            "content": {
+                "application/json": {
+                    "schema": {
+                        "type": "object",
+                        "required": ["type", "timestamp", "data"],
+                        "properties": {
+                            "type": {"enum": ["job.succeeded", "job.failed", "job.cancelled"]},
+                            "timestamp": {"type": "string", "format": "date-time"},
+                            "data": {"$ref": _REF.format(model="JobResource")},
+                        },
+                    }
+                }
+            },
+        },
+        "responses": {"2XX": {"description": "Received; not sent again."}},
+    }
+}
 
 
 @bp.get("/openapi.json")
