@@ -62,8 +62,6 @@ def test_the_document_names_every_event_kind_and_every_webhook_type(app: Flask) 
 
     spec = app.test_client().get("/openapi.json").get_json()
     event = spec["paths"]["/jobs/{job_id}/events"]["get"]["responses"]["200"]["content"]
-    assert set(event["text/event-stream"]["schema"]["properties"]["event"]["enum"]) == set(
-        KINDS
-    )
+    assert set(event["text/event-stream"]["schema"]["properties"]["event"]["enum"]) == set(KINDS)
     body = spec["webhooks"]["jobFinished"]["post"]["requestBody"]["content"]["application/json"]
     assert set(body["schema"]["properties"]["type"]["enum"]) == set(WEBHOOK_EVENTS.values())
