@@ -18,11 +18,13 @@ from typing import Any
 
 from offload.enqueue import TaskEnvelope, TaskQueue, queue_of
 from offload.errors import EnqueueError, OffloadError
+from offload.fanin import wake_overdue
 from offload.ids import task_id_for
 from offload.logs import log_context
 from offload.settings import Settings
 from offload.store import QUEUED, Job, JobStore, utcnow
 from offload.store.models import WAKEUP_PENDING
+from offload.webhook_dispatch import enqueue_pending
 
 __all__ = ["ReconcileReport", "Reconciler", "enqueue_job"]
 
@@ -64,6 +66,8 @@ class ReconcileReport:
     enqueued: int = 0
     confirmed: int = 0
     failed: int = 0
+    parents_woken: int = 0  # waiting parents whose last child's wake-up was never created
+    webhooks_enqueued: int = 0  # deliveries whose task the finish could not create
     stopped: bool = False  # Cloud Tasks unreachable: the rest waits for the next pass
 
     def as_dict(self) -> dict[str, Any]:
@@ -97,10 +101,22 @@ class Reconciler:
                 for job in self.store.dead_runs(lease_expired_before=dead_before, limit=self.batch):
                     if not self._settle(job, report, dead_before=dead_before):
                         break
+            if not report.stopped:
+                # The other wake-ups a commit promises: a parent's (its last child
+                # finished) and a webhook's (its job finished). Their hooks create the
+                # task right after the commit; these sweeps create the ones that failed.
+                report.parents_woken = wake_overdue(
+                    self.store, self.tasks, older_than_seconds=self.grace
+                )
+                report.webhooks_enqueued = enqueue_pending(
+                    self.store, self.tasks, older_than_seconds=self.grace
+                )
         except OffloadError as e:
             log.warning("reconciler pass cut short: %s", e)
             report.stopped = True
-        if report.enqueued or report.failed or report.stopped:
+        if any((report.enqueued, report.failed, report.stopped)) or any(
+            (report.parents_woken, report.webhooks_enqueued)
+        ):
             log.info("reconciler pass: %s", report.as_dict())
         return report
 

@@ -179,3 +179,20 @@ def test_web_answers_202_pending_while_cloud_tasks_is_down_and_the_reconciler_wa
     assert reconciler.run_once().enqueued == 1  # the cancelled one needs no task
     assert names(cloud_tasks) == {task_id_for(first.get_json()["id"])}
     store.dispose()
+
+
+def test_a_waiting_parent_whose_wakeup_was_never_created_is_woken_by_the_next_pass(
+    reconciler: Reconciler, cloud_tasks: InMemoryCloudTasks
+) -> None:
+    """Cloud Tasks down as the last child finished: the wake-up is the reconciler's."""
+    store = reconciler.store
+    parent = record(reconciler)
+    claim = store.claim(parent, attempt=1, lease_seconds=60)
+    assert claim.won and claim.token
+    wake_name = reconciler.tasks.task_name(task_id_for(parent, 1))
+    assert store.wait_children(parent, claim.token, task_name=wake_name, spent_seconds=0) == 0
+    assert reconciler.run_once().parents_woken == 1
+    assert wake_name in cloud_tasks.tasks
+    # A second pass makes no second task (the name is the wait's own): ALREADY_EXISTS.
+    reconciler.run_once()
+    assert list(cloud_tasks.tasks).count(wake_name) == 1

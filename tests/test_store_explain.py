@@ -21,7 +21,7 @@ import pytest
 from sqlalchemy import Connection, event, text
 
 from offload.ids import new_job_id
-from offload.store import FAILED, SUCCEEDED, JobStore, NewJob
+from offload.store import FAILED, SUCCEEDED, JobStore, NewJob, utcnow
 from offload.store.schema import jobs
 from tests.conftest import postgres_schema_url
 
@@ -253,3 +253,15 @@ def test_the_explain_check_fails_for_a_query_no_index_serves(
             plan = "\n".join(str(r[-1]) for r in rows)
     with pytest.raises(AssertionError):
         assert_uses_index(filled_store, plan, "ix_offload_jobs_status_id", ordered=True)
+
+
+def test_the_reconcilers_sweep_for_waiting_parents_reads_their_partial_index(
+    filled_store: JobStore,
+) -> None:
+    """Every pass (5 s under make run) looks for parents: never a scan of every job."""
+    (plan,) = plans(
+        filled_store,
+        lambda: filled_store.overdue_parents(older_than=utcnow()),
+        "offload_jobs",
+    )
+    assert_uses_index(filled_store, plan, "ix_offload_jobs_waiting_updated_at", ordered=False)

@@ -9,13 +9,11 @@ from flask import Blueprint, Response, current_app, jsonify, request
 
 from offload.authn import AuthError, caller_of
 from offload.enqueue import TaskQueue
-from offload.fanin import wake_overdue
 from offload.flaskapp import get_settings, get_store
 from offload.housekeeping import expire_finished
 from offload.outbox import Reconciler
 from offload.problems import problem_response
 from offload.store import utcnow
-from offload.webhook_dispatch import enqueue_pending
 from worker.auth import AppEngineAuthenticator, OidcAuthenticator, PushAuthenticator
 
 __all__ = ["bp"]
@@ -67,10 +65,5 @@ def expire() -> Response:
     reaped = get_store(current_app).reap(lease_expired_before=cutoff)
     if reaped:
         log.warning("%d jobs whose runner died were left running: failed as interrupted", reaped)
-    # Webhook tasks whose creation failed right after the finish.
-    webhooks = enqueue_pending(get_store(current_app), current_app.extensions["offload.tasks"])
-    # Parents whose last child finished but whose wake-up task was not created.
-    woken = wake_overdue(get_store(current_app), current_app.extensions["offload.tasks"])
-    return jsonify(
-        {"expired": count, "reaped": reaped, "webhooks_enqueued": webhooks, "parents_woken": woken}
-    )
+    # Parents' wake-ups and webhook tasks that failed to be created: the reconciler's.
+    return jsonify({"expired": count, "reaped": reaped})

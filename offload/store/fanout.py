@@ -14,7 +14,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import Connection, bindparam, func, insert, select, update
+from sqlalchemy import Connection, bindparam, func, insert, select, true, update
 
 from offload.outcomes import Reason
 from offload.store import events
@@ -225,7 +225,7 @@ class FanoutStore(DurableStore):
         query = (
             select(jobs)
             .where(
-                jobs.c.waiting.is_(True),
+                jobs.c.waiting == true(),  # `= 1` / `= true`: the partial index's own term
                 jobs.c.status == QUEUED,
                 jobs.c.children_open == 0,
                 jobs.c.updated_at < older_than,

@@ -147,6 +147,13 @@ jobs = Table(
         sqlite_where=text("parent_id IS NOT NULL"),
         postgresql_where=text("parent_id IS NOT NULL"),
     ),
+    # The reconciler finds waiting parents whose last child's wake-up was never created.
+    Index(
+        "ix_offload_jobs_waiting_updated_at",
+        "updated_at",
+        sqlite_where=text("waiting = 1"),
+        postgresql_where=text("waiting"),
+    ),
     # The reconciler finds queued jobs whose wake-up is due for a look.
     Index("ix_offload_jobs_status_wakeup_due", "status", "wakeup_due_at"),
     # The console finds the jobs of one request (a client quotes its X-Request-ID).

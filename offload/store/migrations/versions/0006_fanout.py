@@ -36,10 +36,18 @@ def upgrade() -> None:
         sqlite_where=sa.text("parent_id IS NOT NULL"),
         postgresql_where=sa.text("parent_id IS NOT NULL"),
     )
+    op.create_index(
+        "ix_offload_jobs_waiting_updated_at",
+        "offload_jobs",
+        ["updated_at"],
+        sqlite_where=sa.text("waiting = 1"),
+        postgresql_where=sa.text("waiting"),
+    )
 
 
 def downgrade() -> None:
     """Undo this revision (children no longer know their parent)."""
+    op.drop_index("ix_offload_jobs_waiting_updated_at", table_name="offload_jobs")
     op.drop_index("ix_offload_jobs_parent_id_id", table_name="offload_jobs")
     for column in ("waiting", "children_open", "parent_id"):
         op.drop_column("offload_jobs", column)
