@@ -70,6 +70,9 @@ class _Server(ThreadingHTTPServer):
     request_queue_size = 1024
 
 
+_path_ids = itertools.count()
+
+
 class Handler:
     """A threaded HTTP server: per path, answers a script in order (then 200) and records all."""
 
@@ -136,11 +139,10 @@ class Handler:
         self.url = f"http://127.0.0.1:{self.port}"
         self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
         self.thread.start()
-        self._ids = itertools.count()
 
     def path(self, *answers: Answer | int) -> str:
         """A fresh path that answers ``answers`` in order, then 200."""
-        p = f"/h{next(self._ids)}"
+        p = f"/h{next(_path_ids)}"  # unique across handlers: tests pass paths between them
         self.scripts[p] = [a if isinstance(a, Answer) else Answer(a) for a in answers]
         return p
 
