@@ -302,7 +302,7 @@ def main(args: argparse.Namespace, *, logging_client: Any = None) -> int:
             request_id = str((entry.get(LABELS) or {}).get("request_id") or "?")
             if request_id != shown[0]:
                 shown[0] = request_id
-                print(f"-- request {request_id}", flush=args.follow)
+                print(f"-- request {escape(str(request_id))}", flush=args.follow)
         # json.dumps escapes every control character (ensure_ascii); the rest is escaped.
         print(json.dumps(entry) if args.json else format_entry(entry), flush=args.follow)
 
@@ -333,6 +333,6 @@ def main(args: argparse.Namespace, *, logging_client: Any = None) -> int:
         return 2
     if not found:
         what = "job" if is_job_id(args.request_id) else "request"
-        print(f"no log lines for {what} {args.request_id} in {where}", file=sys.stderr)
+        print(escape(f"no log lines for {what} {args.request_id} in {where}"), file=sys.stderr)
         return 1
     return 0

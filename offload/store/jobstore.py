@@ -332,7 +332,7 @@ class JobStore(FanoutStore, WakeupStore):
                     .where(jobs.c.id == job_id, jobs.c.status == QUEUED)
                     .values(
                         status=CANCELLED,
-                        reason="cancelled_by_client",
+                        reason=Reason.CANCELLED_BY_CLIENT,
                         cancel_requested=True,
                         finished_at=now,
                         updated_at=now,
@@ -634,9 +634,9 @@ class JobStore(FanoutStore, WakeupStore):
                     )
                     .values(
                         status=FAILED,
-                        reason="interrupted",
+                        reason=Reason.INTERRUPTED,
                         error={
-                            "type": "interrupted",
+                            "type": Reason.INTERRUPTED,
                             "message": "its runner died and Cloud Tasks stopped retrying",
                         },
                         finished_at=now,
