@@ -8,9 +8,8 @@ there do they prove anything. Nothing strips them on Cloud Run, Kubernetes or a 
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Any
 
-__all__ = ["APP_ENGINE", "CLOUD_RUN", "LOCAL", "OTHER_HOST", "detect_platform", "trusts_appengine"]
+__all__ = ["APP_ENGINE", "CLOUD_RUN", "LOCAL", "OTHER_HOST", "detect_platform"]
 
 APP_ENGINE = "appengine"
 CLOUD_RUN = "cloudrun"
@@ -35,8 +34,3 @@ def detect_platform(env: Mapping[str, str]) -> str:
     if any(env.get(name) for name in _OTHER_HOST_MARKERS):
         return OTHER_HOST
     return LOCAL
-
-
-def trusts_appengine(config: Mapping[str, Any]) -> bool:
-    """Whether App Engine's own request headers (request log id, cron) may be believed."""
-    return config.get("PLATFORM") == APP_ENGINE

@@ -68,7 +68,8 @@ def pick_request_id(headers: HeaderMap, *, on_app_engine: bool = False) -> str:
 
 
 def _on_app_engine() -> bool:
-    return bool(current_app.config.get("PLATFORM") == APP_ENGINE)
+    settings = current_app.extensions.get("offload.settings")  # none: not an Offload app
+    return settings is not None and bool(settings.platform == APP_ENGINE)
 
 
 def parse_trace(headers: HeaderMap) -> TraceContext:
