@@ -79,8 +79,9 @@ def local_processes(settings: Settings) -> list[ProcessSpec]:
         "OFFLOAD_TASKS_EMULATOR_HOST": emulator_host,
         "OFFLOAD_OIDC_CERTS_URL": f"http://{host}:{settings.emulator_http_port}/oauth2/v1/certs",
     }
+    worker_url = settings.worker_url or f"http://{worker_binds[0]}"
     if not settings.worker_url:
-        shared_env["OFFLOAD_WORKER_URL"] = f"http://{worker_binds[0]}"
+        shared_env["OFFLOAD_WORKER_URL"] = worker_url
     several_webs = settings.web_instances > 1
     web_binds = (
         [f"{host}:{settings.web_instance_port + i}" for i in range(settings.web_instances)]
@@ -101,6 +102,12 @@ def local_processes(settings: Settings) -> list[ProcessSpec]:
                 "--queue-yaml", settings.queue_yaml,
                 "--appengine-service", f"{settings.worker_service}={worker_urls}",
                 "--appengine-service", f"default=http://{host}:{settings.web_port}",
+                # HTTP targets name one worker URL: its origin stands for every instance.
+                *(
+                    ["--http-target-alias", f"{worker_url}={worker_urls}"]
+                    if settings.worker_instances > 1
+                    else []
+                ),
                 "--data-file", settings.emulator_data_file,
                 *(["--log-dir", settings.log_dir] if settings.log_dir else []),
                 "--log-file-max-bytes", str(settings.log_file_max_bytes),
