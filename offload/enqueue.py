@@ -437,26 +437,29 @@ class TaskQueue:
             raise EnqueueError(f"could not read task {task_name}: {e}") from e
         return True
 
-    def queue_state(self, *, timeout: float = _STATE_TIMEOUT) -> QueueState:
-        """The queue's state, rate and pending tasks, all within ``timeout``, or why not."""
+    def queue_state(
+        self, queue: str | None = None, *, timeout: float = _STATE_TIMEOUT
+    ) -> QueueState:
+        """A queue's state, rate and pending tasks, all within ``timeout``, or why not."""
         end = time.monotonic() + timeout
+        path = self.path_of(queue)
         try:
-            queue = self.client.get_queue(name=self.queue_path, retry=None, timeout=timeout)
+            answer = self.client.get_queue(name=path, retry=None, timeout=timeout)
         except (gexc.GoogleAPICallError, gexc.RetryError) as e:
-            log.warning("cannot read queue %s: %s", self.queue_path, e)
+            log.warning("cannot read queue %s: %s", path, e)
             code = getattr(e, "code", None)
-            return QueueState(self.queue_path, error=f"cannot reach Cloud Tasks ({code or e})")
-        pending, more = self._count_tasks(end)
+            return QueueState(path, error=f"cannot reach Cloud Tasks ({code or e})")
+        pending, more = self._count_tasks(path, end)
         return QueueState(
-            self.queue_path,
-            state=_QUEUE_STATES.get(int(queue.state), "unknown"),
-            max_dispatches_per_second=queue.rate_limits.max_dispatches_per_second,
-            max_concurrent_dispatches=queue.rate_limits.max_concurrent_dispatches,
+            path,
+            state=_QUEUE_STATES.get(int(answer.state), "unknown"),
+            max_dispatches_per_second=answer.rate_limits.max_dispatches_per_second,
+            max_concurrent_dispatches=answer.rate_limits.max_concurrent_dispatches,
             pending=pending,
             pending_more=more,
         )
 
-    def _count_tasks(self, end: float) -> tuple[int | None, bool]:
+    def _count_tasks(self, path: str, end: float) -> tuple[int | None, bool]:
         """Tasks in the queue (Cloud Tasks v2 has no count): ListTasks pages until ``end``.
 
         Returns the count and whether there are more than were counted; None when not
@@ -470,12 +473,12 @@ class TaskQueue:
             try:
                 # One page per call: iterating the pager would fetch every page, unbounded.
                 page = self.client.list_tasks(
-                    request={"parent": self.queue_path, "page_size": 1000, "page_token": token},
+                    request={"parent": path, "page_size": 1000, "page_token": token},
                     retry=None,
                     timeout=left,
                 )
             except (gexc.GoogleAPICallError, gexc.RetryError) as e:
-                log.warning("cannot list the tasks of %s: %s", self.queue_path, e)
+                log.warning("cannot list the tasks of %s: %s", path, e)
                 return (pending, True) if token else (None, False)
             pending += len(page.tasks)
             token = page.next_page_token

@@ -214,6 +214,8 @@ def request_entries(
 ) -> list[dict[str, Any]]:
     """One request's entries, oldest first, in the local shape (for :func:`format_entry`).
 
+    Given a job id instead, the entries of every request that touched the job (its
+    submission and deliveries, a cancel, a resubmit), as ``offload logs JOB_ID`` shows.
     From Cloud Logging of ``project`` when one is given (``since`` defaults to a day
     back), else from the local files in ``log_dir``. The console's search, and the same
     code as ``offload logs`` without ``--follow``.
@@ -221,17 +223,21 @@ def request_entries(
     from google.api_core.exceptions import GoogleAPICallError
     from google.auth.exceptions import DefaultCredentialsError, GoogleAuthError
 
+    from offload.joblogs import JobTail, cloud_job_entries
+
+    of_job = is_job_id(request_id)
     if project:
         bound = since or dt.datetime.now(dt.UTC) - dt.timedelta(days=1)
+        fetch = cloud_job_entries if of_job else cloud_entries
         try:
-            raw = cloud_entries(client or _make_client(project), request_id, bound)
+            raw = fetch(client or _make_client(project), request_id, bound)
         except DefaultCredentialsError:
             raise LogSearchError(_NO_CREDENTIALS) from None
         except (GoogleAuthError, GoogleAPICallError) as e:
             raise LogSearchError(f"cannot read Cloud Logging of {project}: {e}") from e
         return [_from_cloud(r) for r in _by_time(raw, "timestamp")]
     floor = rfc3339(since) if since else ""
-    entries = _by_time(LocalTail(log_dir, request_id).poll(), "time")
+    entries = _by_time((JobTail if of_job else LocalTail)(log_dir, request_id).poll(), "time")
     return [e for e in entries if str(e.get("time", "")) >= floor]
 
 

@@ -18,8 +18,10 @@ from flask.testing import FlaskClient
 
 from offload.enqueue import TaskEnvelope, TaskQueue
 from offload.errors import ConfigError
+from offload.flaskapp import get_settings
 from offload.ids import new_job_id
 from offload.keys import hash_key
+from offload.registry import get_registry
 from offload.settings import Settings
 from offload.store import FAILED, SUCCEEDED, JobStore, NewJob, utcnow
 from offload.store.overview import by_request_id, finished_per_minute, status_counts
@@ -224,6 +226,13 @@ def test_queue_state_counts_pending_tasks_and_sees_a_pause(emulator: Stack) -> N
     finally:
         admin.resume_queue(name=tasks.queue_path)
         tasks.close()
+
+
+def test_the_list_shows_the_state_of_every_queue_the_job_types_use(app: Flask) -> None:
+    page = signed_in(app).get("/console").text
+    names = re.findall(r'data-queue-name="([^"]+)"', page)
+    assert names == sorted(get_registry(app).queues(get_settings(app).queue))
+    assert {"offload-jobs", "offload-reports"} <= set(names)
 
 
 def test_queue_state_says_unavailable_when_cloud_tasks_cannot_be_reached() -> None:

@@ -123,3 +123,15 @@ def test_control_characters_in_log_messages_are_escaped(
     assert logsearch.main(parse(JOB, "--log-dir", str(tmp_path))) == 0
     out = capsys.readouterr().out
     assert "failed: \\x1b[2J\\x07 two\n    lines" in out and "\x1b" not in out
+
+
+def test_the_consoles_search_by_job_id_reads_the_same_story(tmp_path: Path) -> None:
+    """request_entries (the console's log page) given a job id: every request of the job."""
+    for service in ("web", "emulator", "worker"):
+        lines = [_line(s, service, r, m, j) for svc, s, r, m, j in STORY if svc == service]
+        (tmp_path / f"{service}.log").write_text("\n".join(lines) + "\n")
+    entries = logsearch.request_entries(JOB, log_dir=str(tmp_path))
+    assert [e["message"] for e in entries] == [m for _, _, r, m, _ in STORY if r != "elsewhere"]
+    # A request id still reads that one request only.
+    cancel = logsearch.request_entries("cancel", log_dir=str(tmp_path))
+    assert [e["message"] for e in cancel] == ["job cancelled", "DELETE /jobs/x 204"]

@@ -83,7 +83,7 @@ def _list_query() -> tuple[ListQuery, str | None]:
 @bp.get("/")
 @bp.get("")  # registered first: the one url_for builds
 def list_jobs() -> BaseResponse | tuple[str, int]:
-    """The jobs list, newest first, with the last hour's overview and the queue's state."""
+    """The jobs list, newest first, with the last hour's overview and every queue's state."""
     principal = _principal()
     owner = None if principal.admin else principal.name
     store = get_store(current_app)
@@ -126,7 +126,10 @@ def list_jobs() -> BaseResponse | tuple[str, int]:
         types=get_registry(current_app).names(),
         counts=status_counts(store, since=hour_ago, owner=owner),
         chart=minute_chart(finished_per_minute(store, since=hour_ago, owner=owner), now),
-        queue=tasks.queue_state(),
+        queues=[
+            tasks.queue_state(q)
+            for q in sorted(get_registry(current_app).queues(get_settings(current_app).queue))
+        ],
         bulk=query.status == FAILED and principal.may("submit") and not searched,
     ), 200
 
@@ -184,7 +187,7 @@ def job_events(job_id: str) -> Response:
 
 @bp.get("/jobs/<job_id>/logs")
 def job_logs(job_id: str) -> tuple[str, int]:
-    """The log lines of the request that submitted the job (which the worker's lines share)."""
+    """The log lines of every request that touched the job: submit, deliveries, cancel."""
     job = job_resource(job_id)
     settings = get_settings(current_app)
     log_dir, project = settings.log_dir, ""
@@ -197,9 +200,7 @@ def job_logs(job_id: str) -> tuple[str, int]:
         error = "No log files here: OFFLOAD_LOG_DIR is empty (stdout only)."
     else:
         try:
-            entries = request_entries(
-                job["request_id"], log_dir=log_dir, project=project, since=since
-            )
+            entries = request_entries(job_id, log_dir=log_dir, project=project, since=since)
         except LogSearchError as e:
             error = str(e)
     status = 200 if error is None else 503
