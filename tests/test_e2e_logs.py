@@ -150,6 +150,17 @@ def _raw_post(port: int, request_id: bytes) -> bytes:
     return b"".join(chunks)
 
 
+def _wait_for_line(stack: Stack, request_id: str, timeout: float = 15.0) -> None:
+    """Until web's log file holds the access line of ``request_id`` (its last line)."""
+    end = time.monotonic() + timeout
+    while time.monotonic() < end:
+        for line in (stack.log_dir / "web.log").read_text(errors="replace").splitlines():
+            if request_id in line and '"httpRequest"' in line:
+                return
+        time.sleep(0.05)
+    raise AssertionError(f"no access line for {request_id} in web.log")
+
+
 HOSTILE = [
     b"hostile-lf\nInjected: 1",  # gunicorn refuses the request before the app
     b"hostile-cr\rInjected: 1",
@@ -170,9 +181,11 @@ def test_a_hostile_request_id_is_replaced_or_refused_and_never_logged(
     if status == 202:
         echoed = re.search(r"(?im)^X-Request-ID: (.*)$", head)
         assert echoed and re.fullmatch(r"[0-9a-f]{32}", echoed.group(1).strip())
+        # Its lines are in the files once its access line (written last) is.
+        _wait_for_line(stack, echoed.group(1).strip())
     else:
         assert status in (400, 431)  # refused by gunicorn, the app never saw it
-    time.sleep(0.3)  # let the lines of this request reach the files
+        time.sleep(0.3)  # gunicorn's own refusal line, if any: nothing to wait for
     marker = value.split(b"-")[1].decode()
     for path in [*stack.log_dir.iterdir(), *stack.tmp.glob("*.out")]:
         text = path.read_text(errors="replace")
@@ -182,8 +195,8 @@ def test_a_hostile_request_id_is_replaced_or_refused_and_never_logged(
 def test_every_line_of_every_process_is_a_cloud_logging_json_object(stack: Stack) -> None:
     # Exercise an error path or two first, so the files hold more than start-up lines.
     requests.get(f"{stack.web_url}/nowhere", timeout=5)
-    requests.post(f"{stack.web_url}/jobs", data=b"{", timeout=5)
-    time.sleep(0.3)
+    bad = requests.post(f"{stack.web_url}/jobs", data=b"{", timeout=5)
+    _wait_for_line(stack, bad.headers["X-Request-ID"])
     outputs = {path.name: path for path in stack.tmp.glob("*.out")}
     files = {path.name: path for path in stack.log_dir.iterdir() if ".log" in path.name}
     assert {"emulator.out", "web.out", "worker.out"} <= set(outputs)
