@@ -5,14 +5,15 @@ from __future__ import annotations
 import argparse
 import asyncio
 import logging
-import os
 import sys
 
 from emulator.app import Emulator, Settings
 from emulator.db import DatabaseError
 from emulator.persist import DataFileError
 from emulator.queueyaml import QueueYamlError
+from offload.errors import ConfigError
 from offload.logs import configure_logging
+from offload.settings import load_settings
 
 logger = logging.getLogger("emulator")
 
@@ -39,15 +40,6 @@ def _alias(value: str) -> tuple[str, list[str]]:
             f"expected http://HOST:PORT=http://HOST:PORT[,...], got {value!r}"
         )
     return origin, _urls(value, urls)
-
-
-def _env_int(name: str, default: int) -> int:
-    # The same variables as web and worker, so one setting bounds every process's log file.
-    value = os.environ.get(name, "").strip()
-    try:
-        return int(value) if value else default
-    except ValueError:
-        return default
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -148,7 +140,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--log-file-max-bytes",
         type=int,
-        default=_env_int("OFFLOAD_LOG_FILE_MAX_BYTES", 10 * 1024 * 1024),
+        default=None,
         metavar="N",
         help="size at which DIR/emulator.log rotates (default: $OFFLOAD_LOG_FILE_MAX_BYTES, "
         "else 10 MiB)",
@@ -156,7 +148,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--log-file-backups",
         type=int,
-        default=_env_int("OFFLOAD_LOG_FILE_BACKUPS", 3),
+        default=None,
         metavar="N",
         help="rotated log files kept (default: $OFFLOAD_LOG_FILE_BACKUPS, else 3)",
     )
@@ -167,6 +159,18 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     """Run the emulator until SIGINT/SIGTERM; 0 on a clean stop."""
     args = build_parser().parse_args(argv)
+    if args.log_file_max_bytes is None or args.log_file_backups is None:
+        # The same variables as web and worker, read (and checked) by the same settings,
+        # so one setting bounds every process's log file.
+        try:
+            offload_settings = load_settings()
+        except ConfigError as e:
+            print(f"emulator: {e}", file=sys.stderr)
+            return 2
+        if args.log_file_max_bytes is None:
+            args.log_file_max_bytes = offload_settings.log_file_max_bytes
+        if args.log_file_backups is None:
+            args.log_file_backups = offload_settings.log_file_backups
     configure_logging(
         "emulator",
         level=args.log_level,

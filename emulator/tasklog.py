@@ -6,18 +6,9 @@ import logging
 from typing import Any
 
 from offload.logs import log_context
+from offload.tracecontext import parse_traceparent
 
 logger = logging.getLogger("emulator.state")
-
-
-def _trace_of(traceparent: str | None) -> tuple[str | None, str | None, bool]:
-    # W3C traceparent: version-traceid-spanid-flags
-    if not traceparent:
-        return None, None, False
-    parts = traceparent.strip().split("-")
-    if len(parts) >= 4 and len(parts[1]) == 32 and len(parts[2]) == 16:
-        return parts[1], parts[2], parts[3].endswith(("1", "3", "5", "7", "9", "b", "d", "f"))
-    return None, None, False
 
 
 def task_log_context(pb: Any, *, task: str, attempt: int | None = None) -> Any:
@@ -30,12 +21,12 @@ def task_log_context(pb: Any, *, task: str, attempt: int | None = None) -> Any:
             request_id = value
         elif low == "traceparent":
             traceparent = value
-    trace, span, sampled = _trace_of(traceparent)
+    trace = parse_traceparent(traceparent)
     return log_context(
         request_id=request_id,
-        trace=trace,
-        span_id=span,
-        trace_sampled=sampled,
+        trace=trace.trace_id if trace else None,
+        span_id=trace.span_id if trace else None,
+        trace_sampled=trace.sampled if trace else False,
         task=task,
         attempt=attempt,
     )

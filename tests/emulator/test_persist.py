@@ -129,11 +129,19 @@ def test_a_damaged_database_is_refused_with_a_message(tmp_path: Path, handler: H
     refused(tmp_path, handler, ["--data-file", str(tmp_path / "data.sqlite3")], "bad data file")
 
 
+@pytest.mark.parametrize("by", ["flag", "variable"])
 def test_the_log_file_rotates_at_the_configured_size(
-    start_emulator: Callable[..., Emulator], tmp_path: Path
+    start_emulator: Callable[..., Emulator],
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    by: str,
 ) -> None:
     logs = tmp_path / "log"
-    emu = start_emulator("--log-dir", str(logs), "--log-file-max-bytes", "2000")
+    if by == "variable":  # what make run and the services share: OFFLOAD_LOG_FILE_MAX_BYTES
+        monkeypatch.setenv("OFFLOAD_LOG_FILE_MAX_BYTES", "2000")
+        emu = start_emulator("--log-dir", str(logs))
+    else:
+        emu = start_emulator("--log-dir", str(logs), "--log-file-max-bytes", "2000")
     queue = f"{PARENT}/queues/logs"
     emu.client.create_queue(parent=PARENT, queue=tasks_v2.Queue(name=queue))
     emu.client.pause_queue(name=queue)
@@ -225,3 +233,10 @@ def refused(tmp_path: Path, handler: Handler, args: list[str], message: str) -> 
         return
     emu.stop()
     pytest.fail("the emulator started")
+
+
+def test_a_bad_log_size_variable_is_refused_by_name(
+    tmp_path: Path, handler: Handler, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("OFFLOAD_LOG_FILE_MAX_BYTES", "ten megabytes")
+    refused(tmp_path, handler, [], "OFFLOAD_LOG_FILE_MAX_BYTES")
