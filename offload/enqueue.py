@@ -130,6 +130,23 @@ class TaskEnvelope(dict[str, str]):
             raise EnvelopeError("the task body names no job id")
         return cls({k: v for k, v in data.items() if k in _ENVELOPE_KEYS and isinstance(v, str)})
 
+    @classmethod
+    def for_webhook(cls, delivery_id: str) -> TaskEnvelope:
+        """The envelope of a webhook delivery's task (the worker's /tasks/webhook)."""
+        return cls(delivery_id=delivery_id)
+
+    @classmethod
+    def decode_webhook(cls, body: bytes) -> str:
+        """The delivery id in a webhook task's body; :class:`EnvelopeError` if none."""
+        try:
+            data = json.loads(body)
+        except (ValueError, RecursionError) as e:
+            raise EnvelopeError(f"the task body is not JSON ({type(e).__name__})") from None
+        delivery_id = data.get("delivery_id") if isinstance(data, dict) else None
+        if not isinstance(delivery_id, str) or not 0 < len(delivery_id) <= 40:
+            raise EnvelopeError("the task body names no webhook delivery")
+        return delivery_id
+
     @property
     def job_id(self) -> str:
         """The id of the job to run."""
@@ -323,7 +340,7 @@ class TaskQueue:
 
     def enqueue_webhook(self, *, task_id: str, delivery_id: str, headers: Mapping[str, str]) -> str:
         """Create the task that sends one webhook delivery (the worker signs at send time)."""
-        envelope = TaskEnvelope(delivery_id=delivery_id)
+        envelope = TaskEnvelope.for_webhook(delivery_id)
         return self.enqueue(
             task_id=task_id, envelope=envelope, headers=headers, budget_seconds=0, path=WEBHOOK_PATH
         )

@@ -17,6 +17,8 @@ import logging
 from flask import Blueprint, Response, current_app, request
 
 from offload.authn import AuthError, caller_of
+from offload.enqueue import TaskEnvelope
+from offload.errors import EnvelopeError
 from offload.flaskapp import get_settings, get_store, no_content
 from offload.logs import log_context
 from offload.problems import problem_response
@@ -52,14 +54,6 @@ def _body(event: str, job: Job) -> bytes:
     ).encode()
 
 
-def _delivery_id() -> str | None:
-    try:
-        delivery_id = json.loads(request.get_data())["delivery_id"]
-    except (ValueError, KeyError, TypeError, RecursionError):
-        return None
-    return delivery_id if isinstance(delivery_id, str) and len(delivery_id) <= 40 else None
-
-
 @bp.post("/tasks/webhook")
 def send_webhook() -> Response:
     """Send the webhook a Cloud Tasks push names; non-2xx makes the queue retry it."""
@@ -69,10 +63,11 @@ def send_webhook() -> Response:
     except AuthError as e:
         log.warning("webhook push refused (%d): %s", e.status, e.reason)
         return problem_response(e.status, e.title, e.detail, slug=e.slug, headers=e.headers)
-    delivery_id = _delivery_id()
-    if delivery_id is None:
+    try:
+        delivery_id = TaskEnvelope.decode_webhook(request.get_data())
+    except EnvelopeError as e:
         # Cloud Tasks retries any non-2xx: a body that can never parse must answer 204.
-        log.error("malformed webhook envelope, dropped with 204")
+        log.error("malformed webhook envelope, dropped with 204: %s", e)
         return no_content()
     store = get_store(current_app)
     record = store.deliveries.get(delivery_id)
