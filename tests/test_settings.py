@@ -60,3 +60,24 @@ def test_each_registry_holds_its_own_job_types() -> None:
     assert "demo.sleep" in demos.names() and "test.stubborn" not in demos.names()
     assert {"demo.sleep", "test.stubborn"} <= set(both.names())
     assert JobRegistry().names() == []
+
+
+def test_a_killed_runs_lease_is_about_one_slice_not_eleven_minutes() -> None:
+    """The recovery bound the README states: gunicorn's timeout (slice + margin + 5) + 10 s."""
+    from offload.slices import (
+        LEASE_MARGIN_SECONDS,
+        lease_seconds,
+        slice_seconds,
+        worker_timeout_for,
+    )
+
+    for overrides in ({}, {"SLICE_SECONDS": 30}, {"SLICE_SECONDS": 10}):
+        settings = load_settings(overrides, environ={})
+        # As make run and worker.yaml start the worker: --timeout follows the slice.
+        timeout = worker_timeout_for(settings)
+        assert timeout == slice_seconds(settings) + settings.dispatch_margin_seconds + 5
+        started = load_settings({**overrides, "WORKER_TIMEOUT_SECONDS": timeout}, environ={})
+        lease = lease_seconds(started)
+        assert lease == timeout + LEASE_MARGIN_SECONDS == timeout + 10
+        assert lease <= slice_seconds(settings) + 30  # one slice plus a margin
+    assert lease_seconds(load_settings({}, environ={})) < 660  # the old 11 minutes
