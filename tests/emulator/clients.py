@@ -6,11 +6,15 @@ import importlib
 from typing import Any
 
 import grpc
+import pytest
+from google.api_core import exceptions
 from google.auth.credentials import AnonymousCredentials
 
 from tests.emulator.conftest import Emulator
 
 TRANSPORTS = ("grpc", "rest")
+# Every surface of the API a client reaches: (version, transport).
+SURFACES = [(v, t) for v in ("v2", "v2beta3") for t in TRANSPORTS]
 
 
 def module(version: str) -> Any:
@@ -32,3 +36,30 @@ def client(emulator: Emulator, version: str, transport: str) -> Any:
     )
     channel = grpc.insecure_channel(f"127.0.0.1:{emulator.port}")
     return mod.CloudTasksClient(transport=transports.CloudTasksGrpcTransport(channel=channel))
+
+
+def surface_fixture(surfaces: list[tuple[str, str]]) -> Any:
+    """A ``surface`` fixture, one parameter per (version, transport): (version, its client).
+
+    A module that tests calls on these surfaces assigns it: ``surface = surface_fixture(...)``.
+    """
+
+    @pytest.fixture(params=surfaces, ids=[f"{v}-{t}" for v, t in surfaces])
+    def surface(request: pytest.FixtureRequest, emulator: Emulator) -> tuple[str, Any]:
+        version, transport = request.param
+        return version, client(emulator, version, transport)
+
+    return surface
+
+
+def status(error: exceptions.GoogleAPICallError) -> tuple[str, str]:
+    """An API error's google.rpc code name and the emulator's own message, from either transport.
+
+    Over REST the client prefixes the message with the request's method and URL, and maps
+    the HTTP status alone to a class (400 is BadRequest); the JSON body has both as sent.
+    """
+    if hasattr(error.response, "json"):  # a requests.Response: REST
+        body = error.response.json()["error"]
+        return str(body["status"]), str(body["message"])
+    assert error.grpc_status_code is not None
+    return error.grpc_status_code.name, error.message

@@ -13,7 +13,7 @@ from google.cloud import tasks_v2, tasks_v2beta3
 from google.protobuf import field_mask_pb2
 
 from emulator.httptarget import override_url
-from tests.emulator.clients import TRANSPORTS, client
+from tests.emulator.clients import SURFACES, TRANSPORTS, client, module, surface_fixture
 from tests.emulator.conftest import LOCATION, PARENT, PROJECT, Emulator, Handler
 from tests.emulator.test_oidc import SA, bearer, verify
 
@@ -22,6 +22,9 @@ _ids = itertools.count()
 
 def queue_id(prefix: str) -> str:
     return f"{prefix}{next(_ids)}-{int(time.time() * 1000) % 10**8}"
+
+
+surface = surface_fixture(SURFACES)
 
 
 @pytest.fixture(params=TRANSPORTS)
@@ -86,48 +89,86 @@ def test_googles_http_queue_sample_flow_pushes_to_the_queue_uri(
     assert task.http_request.url == "https://placeholder.invalid/ignored?x=1"
 
 
-def test_method_headers_and_oidc_of_the_queue_override_the_tasks(
-    emulator: Emulator, handler: Handler
+def create_target_queue(c: Any, target: dict[str, Any]) -> str:
+    """A queue with ``http_target``, created through ``c``; its name."""
+    name = f"{PARENT}/queues/{queue_id('target')}"
+    c.create_queue(parent=PARENT, queue={"name": name, "http_target": target})
+    return name
+
+
+def test_uri_method_headers_and_oidc_of_the_queue_override_the_tasks(
+    surface: tuple[str, Any], emulator: Emulator, handler: Handler
 ) -> None:
+    version, c = surface
+    mod = module(version)
     path = handler.path()
-    name = f"{PARENT}/queues/{queue_id('override')}"
-    emulator.client.create_queue(
-        parent=PARENT,
-        queue=tasks_v2.Queue(
-            name=name,
-            http_target=tasks_v2.HttpTarget(
-                http_method=tasks_v2.HttpMethod.PUT,
-                header_overrides=[
-                    {"header": {"key": "X-Env", "value": "queue"}},
-                    {"header": {"key": "X-CloudTasks-QueueName", "value": "forged"}},
-                ],
-                oidc_token=tasks_v2.OidcToken(
-                    service_account_email=SA, audience="https://queue-aud.example"
-                ),
-            ),
-        ),
+    name = create_target_queue(
+        c,
+        {
+            "uri_override": {"path_override": {"path": path}},
+            "http_method": mod.HttpMethod.PUT,
+            "header_overrides": [
+                {"header": {"key": "X-Env", "value": "queue"}},
+                {"header": {"key": "X-CloudTasks-QueueName", "value": "forged"}},
+            ],
+            "oidc_token": {"service_account_email": SA, "audience": "https://queue-aud.example"},
+        },
     )
-    emulator.client.create_task(
+    target = c.get_queue(name=name).http_target
+    assert target.uri_override.path_override.path == path
+    assert target.oidc_token.audience == "https://queue-aud.example"
+    task = c.create_task(
         parent=name,
-        task=tasks_v2.Task(
-            http_request=tasks_v2.HttpRequest(
-                url=handler.url + path,
-                headers={"x-env": "task", "X-Keep": "1"},
-                body=b"b",
-                oidc_token=tasks_v2.OidcToken(
-                    service_account_email="other@x.iam.gserviceaccount.com",
-                    audience="https://task-aud.example",
-                ),
-            )
-        ),
+        task={
+            "http_request": {
+                "url": handler.url + "/not-the-queue-path",
+                "headers": {"x-env": "task", "X-Keep": "1"},
+                "body": b"b",
+                "oidc_token": {
+                    "service_account_email": "other@x.iam.gserviceaccount.com",
+                    "audience": "https://task-aud.example",
+                },
+            }
+        },
     )
     seen = handler.wait(path, 1)[0]
-    assert seen.method == "PUT"
+    assert (seen.method, seen.body) == ("PUT", b"b")
     assert seen.headers["x-env"] == "queue"
     assert seen.headers["x-keep"] == "1"
     assert seen.headers["x-cloudtasks-queuename"] == name.rsplit("/", 1)[1]
     claims = verify(emulator, bearer(handler, path), "https://queue-aud.example")
     assert claims["email"] == SA
+    # The task keeps its own request; only the push is overridden.
+    assert task.http_request.url == handler.url + "/not-the-queue-path"
+    assert task.http_request.http_method == mod.HttpMethod.POST
+    assert task.http_request.oidc_token.audience == "https://task-aud.example"
+    assert handler.requests("/not-the-queue-path") == []
+
+
+def test_an_oauth_token_of_the_queue_replaces_the_tasks_token(
+    surface: tuple[str, Any], handler: Handler
+) -> None:
+    _, c = surface
+    path = handler.path()
+    scope = "https://www.googleapis.com/auth/cloud-platform"
+    name = create_target_queue(c, {"oauth_token": {"service_account_email": SA, "scope": scope}})
+    assert c.get_queue(name=name).http_target.oauth_token.scope == scope
+    task = c.create_task(
+        parent=name,
+        task={
+            "http_request": {
+                "url": handler.url + path,
+                "headers": {"Authorization": "Bearer forged"},
+                "oidc_token": {"service_account_email": SA, "audience": "https://aud.example"},
+            }
+        },
+    )
+    seen = handler.wait(path, 1)[0]
+    # The emulator cannot mint Google access tokens: a fixed one shows the header is set.
+    assert [v for k, v in seen.raw_headers if k.lower() == "authorization"] == [
+        "Bearer emulator-oauth-access-token"
+    ]
+    assert task.http_request.oidc_token.audience == "https://aud.example"
 
 
 def test_a_get_override_drops_the_body(emulator: Emulator, handler: Handler) -> None:

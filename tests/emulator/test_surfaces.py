@@ -10,20 +10,13 @@ import itertools
 import time
 from typing import Any
 
-import pytest
 from google.cloud import tasks_v2
 
-from tests.emulator.clients import client, module
+from tests.emulator.clients import SURFACES, module, surface_fixture
 from tests.emulator.conftest import PARENT, Emulator, Handler
 
-SURFACES = [("v2", "rest"), ("v2beta3", "grpc"), ("v2beta3", "rest")]
+surface = surface_fixture([s for s in SURFACES if s != ("v2", "grpc")])
 _ids = itertools.count()
-
-
-@pytest.fixture(params=SURFACES, ids=[f"{v}-{t}" for v, t in SURFACES])
-def surface(request: pytest.FixtureRequest, emulator: Emulator) -> tuple[str, Any]:
-    version, transport = request.param
-    return version, client(emulator, version, transport)
 
 
 def paused_queue(emulator: Emulator) -> str:
