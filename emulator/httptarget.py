@@ -23,14 +23,12 @@ def check(target: Any) -> None:
         raise invalid("UriOverride.host cannot be an empty string.")
     if uri.HasField("port") and uri.port < 0:
         raise invalid("UriOverride.port must be a positive integer.")
-    if target.HasField("oidc_token"):
-        token = target.oidc_token
-        if not token.service_account_email or not token.audience:
-            raise invalid("HttpTarget.oidc_token needs both service_account_email and audience.")
-    if target.HasField("oauth_token"):
-        token = target.oauth_token
-        if not token.service_account_email or not token.scope:
-            raise invalid("HttpTarget.oauth_token needs both service_account_email and scope.")
+    # The client's own field docs: an OIDC audience defaults to the target's URI and an
+    # OAuth scope to cloud-platform; only the service account is required (as for tasks).
+    if target.HasField("oidc_token") and not target.oidc_token.service_account_email:
+        raise invalid("HttpTarget.oidc_token needs a service_account_email.")
+    if target.HasField("oauth_token") and not target.oauth_token.service_account_email:
+        raise invalid("HttpTarget.oauth_token needs a service_account_email.")
     for override in target.header_overrides:
         if not override.header.key:
             raise invalid("HttpTarget.header_overrides keys cannot be empty.")

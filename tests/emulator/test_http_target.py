@@ -245,8 +245,8 @@ def test_an_updated_http_target_applies_to_waiting_tasks(
 def test_invalid_http_targets_are_refused(beta3: Any) -> None:
     bad: list[dict[str, Any]] = [
         {"uri_override": {"host": ""}},
-        {"oidc_token": {"service_account_email": SA}},
-        {"oauth_token": {"service_account_email": SA}},
+        {"oidc_token": {"audience": "https://a.example/"}},
+        {"oauth_token": {"scope": "https://www.googleapis.com/auth/cloud-platform"}},
         {"header_overrides": [{"header": {"key": "", "value": "v"}}]},
     ]
     for target in bad:
@@ -255,6 +255,17 @@ def test_invalid_http_targets_are_refused(beta3: Any) -> None:
                 parent=PARENT,
                 queue={"name": f"{PARENT}/queues/{queue_id('bad')}", "http_target": target},
             )
+
+
+def test_queue_tokens_need_only_their_service_account(beta3: Any) -> None:
+    """Audience defaults to the target's URI, scope to cloud-platform (the field docs)."""
+    for target in ({"oidc_token": {"service_account_email": SA}},
+                   {"oauth_token": {"service_account_email": SA}}):  # fmt: skip
+        name = f"{PARENT}/queues/{queue_id('tok')}"
+        created = beta3.create_queue(parent=PARENT, queue={"name": name, "http_target": target})
+        assert created.http_target.oidc_token.service_account_email or (
+            created.http_target.oauth_token.service_account_email
+        )
 
 
 def _uri(**kw: Any) -> Any:
