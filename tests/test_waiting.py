@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 
 import pytest
 
@@ -20,11 +20,28 @@ def store(store_url: str) -> Iterator[JobStore]:
     s.dispose()
 
 
-def hub_for(store: JobStore) -> EventHub:
-    return EventHub.for_dialect(store.events, store.dialect, poll_seconds=0.05, max_waiters=4)
+@pytest.fixture
+def hubs(store: JobStore) -> Iterator[list[EventHub]]:
+    """The hubs a test makes, closed before its store is disposed (no read left open)."""
+    made: list[EventHub] = []
+    yield made
+    for hub in made:
+        hub.close()
 
 
-def test_a_change_wakes_only_the_waiters_of_its_job(store: JobStore) -> None:
+@pytest.fixture
+def hub_for(hubs: list[EventHub]) -> Callable[[JobStore], EventHub]:
+    def make(store: JobStore) -> EventHub:
+        hub = EventHub.for_dialect(store.events, store.dialect, poll_seconds=0.05, max_waiters=4)
+        hubs.append(hub)
+        return hub
+
+    return make
+
+
+def test_a_change_wakes_only_the_waiters_of_its_job(
+    store: JobStore, hub_for: Callable[[JobStore], EventHub]
+) -> None:
     hub = hub_for(store)
     a, _ = store.insert(new_job())
     b, _ = store.insert(new_job())
@@ -36,7 +53,9 @@ def test_a_change_wakes_only_the_waiters_of_its_job(store: JobStore) -> None:
     assert hub.waiting == 0
 
 
-def test_a_commit_that_lands_after_a_later_id_still_wakes_its_waiter(store: JobStore) -> None:
+def test_a_commit_that_lands_after_a_later_id_still_wakes_its_waiter(
+    store: JobStore, hub_for: Callable[[JobStore], EventHub]
+) -> None:
     hub = hub_for(store)
     slow, _ = store.insert(new_job())
     fast, _ = store.insert(new_job())
@@ -54,7 +73,9 @@ def test_a_commit_that_lands_after_a_later_id_still_wakes_its_waiter(store: JobS
         assert wake_slow.wait(10)
 
 
-def test_the_hub_says_when_its_share_of_waiters_is_taken(store: JobStore) -> None:
+def test_the_hub_says_when_its_share_of_waiters_is_taken(
+    store: JobStore, hub_for: Callable[[JobStore], EventHub]
+) -> None:
     hub = hub_for(store)
     job, _ = store.insert(new_job())
     stack = [hub.watch(job.id) for _ in range(4)]

@@ -34,12 +34,13 @@ def init_app(app: Flask) -> None:
     # Three quarters of the process's threads at most wait; the rest serve the others.
     settings = get_settings(app)
     max_waiters = max(settings.web_threads * 3 // 4, 1)
-    app.extensions["offload.event_hub"] = EventHub.for_dialect(
+    app.extensions["offload.event_hub"] = hub = EventHub.for_dialect(
         store.events,
         store.dialect,
         poll_seconds=settings.events_poll_seconds,
         max_waiters=max_waiters,
     )
+    store.on_dispose.append(hub.close)
 
 
 def get_hub() -> EventHub:

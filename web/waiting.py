@@ -44,6 +44,16 @@ class EventHub:
         self._seen: deque[int] = deque(maxlen=4 * max(lookback, 1))
         self._seen_set: set[int] = set()
         self._thread: threading.Thread | None = None
+        self._closed = False
+
+    def close(self) -> None:
+        """Stop the polling thread and wait for it (its store reads end before the store)."""
+        with self._lock:
+            self._closed = True
+            self._lock.notify_all()
+            thread = self._thread
+        if thread is not None:
+            thread.join(timeout=10)
 
     @classmethod
     def for_dialect(
@@ -97,8 +107,10 @@ class EventHub:
     def _run(self) -> None:
         while True:
             with self._lock:
-                while not self._waiters:
+                while not self._waiters and not self._closed:
                     self._lock.wait()
+                if self._closed:
+                    return
             try:
                 self.poll()
             except Exception:

@@ -140,6 +140,8 @@ class JobStore(FanoutStore, WakeupStore):
         # Called with a parent's id when its last child's finish commits (offload/fanin.py
         # creates the task that wakes it).
         self.on_wake: list[Callable[[str], object]] = []
+        # Called first by dispose(): readers on threads of their own stop reading.
+        self.on_dispose: list[Callable[[], object]] = []
 
     @property
     def dialect(self) -> str:
@@ -176,7 +178,9 @@ class JobStore(FanoutStore, WakeupStore):
             )
 
     def dispose(self) -> None:
-        """Close every pooled connection."""
+        """Stop the store's background readers, then close every pooled connection."""
+        for hook in self.on_dispose:
+            hook()
         self.engine.dispose()
 
     # -- web side ---------------------------------------------------------------
