@@ -71,4 +71,4 @@ def init_app(app: Flask, store: JobStore, tasks: TaskQueue) -> None:
     secret = get_settings(app).webhook_secret.get_secret_value()
     if secret:
         parse_secret(secret)  # a malformed secret stops the service at start
-    store.on_finish.append(lambda job_id: enqueue_deliveries(store, tasks, job_id))
+    store.on_delivery.append(lambda job_id: enqueue_deliveries(store, tasks, job_id))

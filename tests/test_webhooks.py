@@ -101,7 +101,7 @@ def hosted_worker(tmp_path: Path) -> Iterator[Flask]:
 
 
 def finished_job_with_webhook(store: JobStore, url: str) -> str:
-    store.on_finish.clear()  # no Cloud Task: the test pushes the delivery itself
+    store.on_delivery.clear()  # no Cloud Task: the test pushes the delivery itself
     job_id = new_job_id()
     store.insert(
         NewJob(

@@ -21,6 +21,8 @@ from offload.store.schema import deliveries, events, jobs
 
 __all__ = [
     "ATTEMPT",
+    "STATE_COLUMNS",
+    "Change",
     "FINISHED_EVENT",
     "KINDS",
     "PROGRESS",
@@ -58,14 +60,6 @@ class Event:
 
 _INSERT_EVENT = insert(events)
 _INSERT_DELIVERY = insert(deliveries)
-_JOB_STATE = select(
-    jobs.c.status,
-    jobs.c.reason,
-    jobs.c.attempts,
-    jobs.c.cancel_requested,
-    jobs.c.notify_url,
-    jobs.c.parent_id,
-).where(jobs.c.id == bindparam("p_id"))
 _AFTER = (
     select(events)
     .where(events.c.job_id == bindparam("p_job"), events.c.id > bindparam("p_after"))
@@ -105,41 +99,73 @@ def append_many(
     )
 
 
+def _row(job_id: str, kind: str, data: Mapping[str, Any], now: dt.datetime) -> dict[str, Any]:
+    return {"job_id": job_id, "kind": kind, "data": dict(data), "created_at": now}
+
+
 def claimed(conn: Connection, row: Mapping[Any, Any], delivery: int, now: dt.datetime) -> None:
     """The events of a claim: a new attempt (run) started, the job is running."""
     job_id = row["id"]
     data = {"number": row["attempts"], "delivery": delivery, "run": row["runs"]}
-    append(conn, job_id, ATTEMPT, data, now)
-    append(conn, job_id, STATUS, {"status": row["status"], "attempts": row["attempts"]}, now)
+    conn.execute(  # one statement for both (executemany)
+        _INSERT_EVENT,
+        [
+            _row(job_id, ATTEMPT, data, now),
+            _row(job_id, STATUS, {"status": row["status"], "attempts": row["attempts"]}, now),
+        ],
+    )
+
+
+@dataclass(frozen=True)
+class Change:
+    """What a change written by :func:`after_change` leaves to do once it commits."""
+
+    wake: str | None = None  # the parent whose last open child this finish was
+    delivery: bool = False  # a webhook delivery was recorded: its task is to be created
+
+
+# What after_change reads of the job, given by the caller's UPDATE ... RETURNING or read.
+STATE_COLUMNS = (
+    jobs.c.status,
+    jobs.c.reason,
+    jobs.c.attempts,
+    jobs.c.cancel_requested,
+    jobs.c.notify_url,
+    jobs.c.parent_id,
+)
+_JOB_STATE = select(*STATE_COLUMNS).where(jobs.c.id == bindparam("p_id"))
 
 
 def after_change(
-    conn: Connection, job_id: str, now: dt.datetime, *, attempt_outcome: str | None = None
-) -> str | None:
-    """The events of a status change just written, read back from the job's row.
+    conn: Connection,
+    job_id: str,
+    now: dt.datetime,
+    *,
+    attempt_outcome: str | None = None,
+    state: Mapping[Any, Any] | None = None,
+) -> Change:
+    """The events of a status change just written, from the job's row (``state``, else read).
 
     A finish also records the webhook delivery when the job has a notify URL, and
-    counts down its parent's open children: the parent's id is returned when this
-    finish is the one that must wake it (see offload/store/fanin.py).
+    counts down its parent's open children: :attr:`Change.wake` names the parent when
+    this finish is the one that must wake it (see offload/store/fanin.py).
     """
-    row = conn.execute(_JOB_STATE, {"p_id": job_id}).one()._mapping
+    row = state if state is not None else conn.execute(_JOB_STATE, {"p_id": job_id}).one()._mapping
+    rows = []
     if attempt_outcome is not None:
-        append(conn, job_id, ATTEMPT, {"number": row["attempts"], "outcome": attempt_outcome}, now)
+        data = {"number": row["attempts"], "outcome": attempt_outcome}
+        rows.append(_row(job_id, ATTEMPT, data, now))
     if row["status"] not in FINISHED:
-        append(
-            conn,
-            job_id,
-            STATUS,
-            {
-                "status": row["status"],
-                "reason": row["reason"],
-                "attempts": row["attempts"],
-                "cancel_requested": bool(row["cancel_requested"]),
-            },
-            now,
-        )
-        return None
-    append(conn, job_id, FINISHED_EVENT, {"status": row["status"], "reason": row["reason"]}, now)
+        data = {
+            "status": row["status"],
+            "reason": row["reason"],
+            "attempts": row["attempts"],
+            "cancel_requested": bool(row["cancel_requested"]),
+        }
+        conn.execute(_INSERT_EVENT, [*rows, _row(job_id, STATUS, data, now)])
+        return Change()
+    data = {"status": row["status"], "reason": row["reason"]}
+    conn.execute(_INSERT_EVENT, [*rows, _row(job_id, FINISHED_EVENT, data, now)])
     if row["notify_url"]:
         conn.execute(
             _INSERT_DELIVERY,
@@ -154,7 +180,8 @@ def after_change(
                 "updated_at": now,
             },
         )
-    return child_finished(conn, row["parent_id"], now) if row["parent_id"] else None
+    wake = child_finished(conn, row["parent_id"], now) if row["parent_id"] else None
+    return Change(wake, delivery=bool(row["notify_url"]))
 
 
 def delete_for(conn: Connection, job_ids: list[str]) -> None:

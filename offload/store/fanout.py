@@ -70,7 +70,7 @@ class FanoutStore(DurableStore):
     def _row_values(self, new: NewJob, now: dt.datetime) -> dict[str, Any]:
         raise NotImplementedError
 
-    def _finished(self, job_id: str, wake: str | None = None) -> None:
+    def _finished(self, job_id: str, change: events.Change) -> None:
         raise NotImplementedError
 
     def _woke(self, parent_id: str) -> None:
@@ -181,7 +181,7 @@ class FanoutStore(DurableStore):
         delete); running ones are asked to stop, as ``DELETE /jobs/{id}`` asks.
         """
         task_names: list[str] = []
-        finished: list[tuple[str, str | None]] = []
+        finished: list[tuple[str, events.Change]] = []
         level = [parent_id]
         while level:
             now = dt.datetime.now(dt.UTC)
@@ -216,8 +216,8 @@ class FanoutStore(DurableStore):
                         if name:
                             task_names.append(name)
             level = below
-        for child_id, wake in finished:
-            self._finished(child_id, wake)
+        for child_id, change in finished:
+            self._finished(child_id, change)
         return task_names
 
     def overdue_parents(self, *, older_than: dt.datetime, limit: int = 100) -> list[Job]:

@@ -134,9 +134,10 @@ class JobStore(FanoutStore, WakeupStore):
         self.retry_seconds = retry_seconds
         self.events = events.EventLog(self.engine)
         self.deliveries = deliverylog.DeliveryLog(self.engine)
-        # Called with a job id after a transaction that finished that job commits (the
-        # webhook sender enqueues the job's deliveries); see docs/ARCHITECTURE.md.
-        self.on_finish: list[Callable[[str], object]] = []
+        # Called with a job id after a transaction that finished that job and recorded
+        # its webhook delivery commits (the sender creates the delivery's task); see
+        # docs/ARCHITECTURE.md. Jobs without a notify URL cost no call.
+        self.on_delivery: list[Callable[[str], object]] = []
         # Called with a parent's id when its last child's finish commits (offload/fanin.py
         # creates the task that wakes it).
         self.on_wake: list[Callable[[str], object]] = []
@@ -281,18 +282,19 @@ class JobStore(FanoutStore, WakeupStore):
             job = replace(job, deliveries=deliverylog.for_job(conn, job.id))
         return job
 
-    def _finished(self, job_id: str, wake: str | None = None) -> None:
-        """Run the on-finish hooks (and the on-wake ones for a parent this finish woke).
+    def _finished(self, job_id: str, change: events.Change) -> None:
+        """Run the on-delivery hooks (a webhook recorded) and the on-wake ones (a parent).
 
         A failing hook is logged, the finish stands.
         """
-        for hook in self.on_finish:
-            try:
-                hook(job_id)
-            except Exception:
-                log.exception("on-finish hook failed for job %s", job_id)
-        if wake is not None:
-            self._woke(wake)
+        if change.delivery:
+            for hook in self.on_delivery:
+                try:
+                    hook(job_id)
+                except Exception:
+                    log.exception("on-delivery hook failed for job %s", job_id)
+        if change.wake is not None:
+            self._woke(change.wake)
 
     def list(
         self,
@@ -348,9 +350,9 @@ class JobStore(FanoutStore, WakeupStore):
                         .where(jobs.c.id == job_id, jobs.c.status == RUNNING)
                         .values(cancel_requested=True, updated_at=now)
                     ).rowcount
-                wake = events.after_change(conn, job_id, now) if done or asked else None
-            if done:
-                self._finished(job_id, wake)
+                change = events.after_change(conn, job_id, now) if done or asked else None
+            if done and change is not None:
+                self._finished(job_id, change)
             job = self.get(job_id)
             if job is None:
                 return None
@@ -465,17 +467,19 @@ class JobStore(FanoutStore, WakeupStore):
         sql = {k: v for k, v in values.items() if isinstance(v, ClauseElement)}
         plain = {k: v for k, v in values.items() if k not in sql}
 
-        wake: list[str | None] = [None]
+        change = [events.Change()]
 
         def write() -> bool:
             with self.engine.begin() as conn:
-                changed = conn.execute(
+                # UPDATE ... RETURNING the job's state: its events need no second read.
+                state = conn.execute(
                     # SQL expressions (a durable run's spent_seconds + elapsed) cannot go
                     # as parameters; the plain values do, so the statement stays cached.
                     CLOSE_JOB.values(**sql) if sql else CLOSE_JOB,
                     {"p_id": job_id, "p_token": token, "updated_at": now, **plain},
-                ).rowcount
-                if changed:
+                ).first()
+                changed = int(state is not None)
+                if state is not None:
                     conn.execute(
                         CLOSE_ATTEMPT,
                         {
@@ -487,13 +491,18 @@ class JobStore(FanoutStore, WakeupStore):
                             else attempt_error.get("message"),
                         },
                     )
-                    wake[0] = events.after_change(conn, job_id, now, attempt_outcome=outcome)
+                    change[0] = events.after_change(
+                        conn, job_id, now, attempt_outcome=outcome, state=state._mapping
+                    )
                 elif tried[0]:
                     # An earlier try may have committed before its connection dropped.
                     row = conn.execute(
                         select(jobs.c.status, jobs.c.updated_at).where(jobs.c.id == job_id)
                     ).first()
                     changed = int(row is not None and row.updated_at == now)
+                    # What it recorded is not known here: look for a delivery to send (the
+                    # hook finds none if there is none); a parent's wake is the sweep's.
+                    change[0] = events.Change(delivery=bool(changed))
                 tried[0] = True
             return bool(changed)
 
@@ -502,7 +511,7 @@ class JobStore(FanoutStore, WakeupStore):
             if changed and values["status"] in FINISHED:
                 # A try that committed before its connection dropped lost its wake: the
                 # cron route's sweep wakes such a parent (offload/fanin.py).
-                self._finished(job_id, wake[0])
+                self._finished(job_id, change[0])
             return changed
 
         what = f"recording the {outcome} of job {job_id}"
@@ -544,12 +553,12 @@ class JobStore(FanoutStore, WakeupStore):
                     lease_expires_at=None,
                 )
             ).rowcount
-            wake = None
+            change = events.Change()
             if changed:
                 self._interrupt_open_attempts(conn, job_id, now)
-                wake = events.after_change(conn, job_id, now)
+                change = events.after_change(conn, job_id, now)
         if changed:
-            self._finished(job_id, wake)
+            self._finished(job_id, change)
         return bool(changed)
 
     @staticmethod
@@ -651,9 +660,9 @@ class JobStore(FanoutStore, WakeupStore):
                     .returning(jobs.c.id)
                 ).scalars()
             )
-            wakes = {job_id: events.after_change(conn, job_id, now) for job_id in reaped}
+            changes = {job_id: events.after_change(conn, job_id, now) for job_id in reaped}
         for job_id in reaped:
-            self._finished(job_id, wakes[job_id])
+            self._finished(job_id, changes[job_id])
         return len(reaped)
 
     def cancel_requested(self, job_id: str) -> bool:

@@ -11,6 +11,7 @@ from typing import Any
 
 from sqlalchemy import Row, and_, bindparam, case, func, insert, or_, select, update
 
+from offload.store.events import STATE_COLUMNS
 from offload.store.models import QUEUED, RUNNING, Attempt, Job, Step
 from offload.store.schema import attempts, jobs, steps
 
@@ -92,10 +93,14 @@ INSERT_ATTEMPT = insert(attempts)
 # A new job: its values go as parameters, so the compiled INSERT is cached, not rebuilt.
 INSERT_JOB = insert(jobs)
 # The end of a claim (finish or release): the new column values go as parameters.
-CLOSE_JOB = update(jobs).where(
-    jobs.c.id == bindparam("p_id"),
-    jobs.c.status == RUNNING,
-    jobs.c.lease_token == bindparam("p_token"),
+CLOSE_JOB = (
+    update(jobs)
+    .where(
+        jobs.c.id == bindparam("p_id"),
+        jobs.c.status == RUNNING,
+        jobs.c.lease_token == bindparam("p_token"),
+    )
+    .returning(*STATE_COLUMNS)
 )
 CLOSE_ATTEMPT = update(attempts).where(
     attempts.c.job_id == bindparam("p_id"), attempts.c.finished_at.is_(None)
