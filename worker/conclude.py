@@ -25,6 +25,7 @@ class Delivery:
 
     job_id: str
     attempt: int  # 1 on the first delivery: the task's retry count + 1
+    job_type: str | None = None  # as the envelope names it: lets the claim come first
 
 
 @dataclass(frozen=True)

@@ -75,6 +75,21 @@ def _take(
     store: JobStore, settings: Settings, registry: JobRegistry, delivery: Delivery
 ) -> Verdict | Run:
     """Decide whether the delivery runs the job, and claim it if so."""
+    lease = lease_seconds(settings)
+    named = registry.get(delivery.job_type) if delivery.job_type else None
+    if named is not None:
+        # The usual case in one statement: a claim that also checks the type the envelope
+        # names and the attempts left. Anything else (finished, busy, attempts used up,
+        # another type) fails it, and the reads below decide with the job in hand.
+        claim = store.claim(
+            delivery.job_id,
+            attempt=delivery.attempt,
+            lease_seconds=lease,
+            expect=(named.name, named.max_attempts),
+        )
+        if claim.won and claim.token is not None and claim.job is not None:
+            max_attempts = min(claim.job.max_attempts, named.max_attempts)
+            return Run(claim.job, claim.token, named, max_attempts)
     job = store.get(delivery.job_id, with_attempts=False)
     if job is None:
         return Verdict(Action.DROP, Reason.UNKNOWN_JOB, detail="unknown job")
@@ -99,7 +114,7 @@ def _take(
             reason,
             f"all {max_attempts} attempts ran without an answer",
         )
-    claim = store.claim(job.id, attempt=delivery.attempt, lease_seconds=lease_seconds(settings))
+    claim = store.claim(job.id, attempt=delivery.attempt, lease_seconds=lease)
     if not claim.won or claim.token is None or claim.job is None:
         current = claim.job
         if current is None or current.finished:

@@ -81,7 +81,7 @@ def run_task() -> Response:
                     get_store(current_app),
                     get_settings(current_app),
                     get_registry(current_app),
-                    Delivery(job_id, attempt),
+                    Delivery(job_id, attempt, envelope.job_type),
                     TaskContinuer(
                         get_tasks, current_trace().traceparent(), get_registry(current_app)
                     ),

@@ -46,6 +46,7 @@ from offload.store.retry import retrying, write_behind
 from offload.store.schema import SCHEMA_REVISION, VERSION_TABLE, attempts, jobs, steps
 from offload.store.statements import (
     CLAIM,
+    CLAIM_EXPECTED,
     CLOSE_ATTEMPT,
     CLOSE_JOB,
     INSERT_ATTEMPT,
@@ -366,11 +367,20 @@ class JobStore(FanoutStore, WakeupStore):
 
     # -- worker side ------------------------------------------------------------
 
-    def claim(self, job_id: str, *, attempt: int, lease_seconds: float) -> Claim:
+    def claim(
+        self,
+        job_id: str,
+        *,
+        attempt: int,
+        lease_seconds: float,
+        expect: tuple[str, int] | None = None,
+    ) -> Claim:
         """Take a queued job (or one whose previous runner's lease ran out) to run it.
 
         Exactly one of several concurrent callers wins. An attempt left open by a runner
-        that died is closed as ``interrupted``.
+        that died is closed as ``interrupted``. With ``expect`` (type, the type's
+        max_attempts) the claim also needs the job to be of that type with an attempt
+        left (or continuing); a lost claim then reads nothing (``job`` is None).
         """
         token = secrets.token_hex(16)
         now = utcnow()
@@ -386,15 +396,15 @@ class JobStore(FanoutStore, WakeupStore):
                     if mine is not None:
                         return mine
                 tried[0] = True
-                row = conn.execute(
-                    CLAIM,
-                    {
-                        "p_id": job_id,
-                        "p_now": now,
-                        "p_token": token,
-                        "p_until": now + dt.timedelta(seconds=lease_seconds),
-                    },
-                ).first()
+                params = {
+                    "p_id": job_id,
+                    "p_now": now,
+                    "p_token": token,
+                    "p_until": now + dt.timedelta(seconds=lease_seconds),
+                }
+                if expect is not None:
+                    params.update(p_type=expect[0], p_max=expect[1])
+                row = conn.execute(CLAIM if expect is None else CLAIM_EXPECTED, params).first()
                 if row is not None:
                     run = row._mapping["runs"]
                     if run > 1:  # a first run has no earlier attempt open
@@ -410,7 +420,7 @@ class JobStore(FanoutStore, WakeupStore):
         if row is not None:
             # UPDATE ... RETURNING gave the claimed row; its attempt log is not needed to run.
             return Claim(True, job_from_row(row), token)
-        return Claim(False, self.get(job_id))
+        return Claim(False, None if expect is not None else self.get(job_id))
 
     def finish(
         self,

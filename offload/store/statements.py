@@ -19,6 +19,7 @@ __all__ = [
     "CLOSE_ATTEMPT",
     "CLOSE_JOB",
     "CLAIM",
+    "CLAIM_EXPECTED",
     "INSERT_ATTEMPT",
     "INSERT_JOB",
     "SELECT_ATTEMPTS",
@@ -88,6 +89,19 @@ CLAIM = (
         updated_at=bindparam("p_now"),
     )
     .returning(*jobs.columns)
+)
+# The worker's usual claim: the job is of the type the task names and has an attempt left
+# (its own max_attempts and its type's, whichever is lower), or is continuing.
+CLAIM_EXPECTED = CLAIM.where(
+    jobs.c.type == bindparam("p_type"),
+    or_(
+        jobs.c.continuing,
+        jobs.c.attempts
+        < case(
+            (jobs.c.max_attempts < bindparam("p_max"), jobs.c.max_attempts),
+            else_=bindparam("p_max"),
+        ),
+    ),
 )
 INSERT_ATTEMPT = insert(attempts)
 # A new job: its values go as parameters, so the compiled INSERT is cached, not rebuilt.
