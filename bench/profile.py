@@ -37,7 +37,8 @@ WAITING = {
     "run",
 }
 PARTS = (
-    ("store (offload/store/jobstore.py)", "jobstore.py"),
+    ("store (offload/store/jobstore.py, runs.py)", "jobstore.py"),
+    ("store (offload/store/jobstore.py, runs.py)", "store/runs.py"),
     ("logging (offload/logs.py, logging)", "logging/__init__.py"),
     ("gRPC client (CreateTask, not waiting)", "create_task ("),
     ("request ids and access lines (requestctx.py)", "requestctx.py"),

@@ -11,10 +11,8 @@ import datetime as dt
 import json
 import logging
 import threading
-import time
 import uuid
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
 from typing import Any
 
 import grpc
@@ -25,17 +23,14 @@ from google.cloud.tasks_v2.services.cloud_tasks.transports import CloudTasksGrpc
 from google.protobuf import duration_pb2, timestamp_pb2
 
 from offload.breaker import HALF_OPEN, CircuitBreaker
-from offload.errors import CloudTasksUnavailableError, ConfigError, EnqueueError, EnvelopeError
-from offload.ids import is_job_id
+from offload.envelope import TaskEnvelope, TaskSpec, queue_of
+from offload.errors import CloudTasksUnavailableError, ConfigError, EnqueueError
 from offload.settings import Settings
 
 __all__ = [
     "CHANNEL_OPTIONS",
     "WEBHOOK_PATH",
-    "QueueState",
-    "TaskEnvelope",
     "TaskQueue",
-    "TaskSpec",
     "dispatch_deadline_for",
 ]
 
@@ -80,98 +75,6 @@ _UNAVAILABLE = (*_RETRYABLE, gexc.RetryError)
 def dispatch_deadline_for(budget_seconds: float, margin_seconds: float, target: str) -> float:
     """The task's dispatch_deadline: the job's budget plus a margin, in Cloud Tasks' range."""
     return min(max(budget_seconds + margin_seconds, _MIN_DISPATCH), _MAX_DISPATCH[target])
-
-
-# Reading the queue for the console: short, so a page never waits on an unreachable API.
-_STATE_TIMEOUT = 2.0
-_STATE_PAGES = 5  # ListTasks pages of 1,000 counted at most; more shows as "5000+"
-_QUEUE_STATES = {1: "running", 2: "paused", 3: "disabled"}
-
-
-@dataclass(frozen=True)
-class QueueState:
-    """What the console shows of the queue; ``error`` set when Cloud Tasks could not say."""
-
-    name: str
-    state: str | None = None
-    max_dispatches_per_second: float | None = None
-    max_concurrent_dispatches: int | None = None
-    pending: int | None = None
-    pending_more: bool = False  # more tasks than were counted
-    error: str | None = None
-
-
-_ENVELOPE_KEYS = frozenset({"job_id", "type", "request_id"})
-
-
-class TaskEnvelope(dict[str, str]):
-    """A task's small JSON body: job id, type, request id (the payload stays in the store)."""
-
-    @classmethod
-    def make(cls, *, job_id: str, job_type: str, request_id: str) -> TaskEnvelope:
-        """Build an envelope from its three ids."""
-        return cls(job_id=job_id, type=job_type, request_id=request_id)
-
-    def encode(self) -> bytes:
-        """The task body."""
-        return json.dumps(self, separators=(",", ":")).encode()
-
-    @classmethod
-    def decode(cls, body: bytes) -> TaskEnvelope:
-        """The envelope in a task body; :class:`EnvelopeError` if it is not one."""
-        try:
-            data = json.loads(body)
-        except (ValueError, RecursionError) as e:
-            raise EnvelopeError(f"the task body is not JSON ({type(e).__name__})") from None
-        if not isinstance(data, dict):
-            raise EnvelopeError("the task body is not a JSON object")
-        job_id = data.get("job_id")
-        if not isinstance(job_id, str) or not is_job_id(job_id):
-            raise EnvelopeError("the task body names no job id")
-        return cls({k: v for k, v in data.items() if k in _ENVELOPE_KEYS and isinstance(v, str)})
-
-    @classmethod
-    def for_webhook(cls, delivery_id: str) -> TaskEnvelope:
-        """The envelope of a webhook delivery's task (the worker's /tasks/webhook)."""
-        return cls(delivery_id=delivery_id)
-
-    @classmethod
-    def decode_webhook(cls, body: bytes) -> str:
-        """The delivery id in a webhook task's body; :class:`EnvelopeError` if none."""
-        try:
-            data = json.loads(body)
-        except (ValueError, RecursionError) as e:
-            raise EnvelopeError(f"the task body is not JSON ({type(e).__name__})") from None
-        delivery_id = data.get("delivery_id") if isinstance(data, dict) else None
-        if not isinstance(delivery_id, str) or not 0 < len(delivery_id) <= 40:
-            raise EnvelopeError("the task body names no webhook delivery")
-        return delivery_id
-
-    @property
-    def job_id(self) -> str:
-        """The id of the job to run."""
-        return self["job_id"]
-
-    @property
-    def job_type(self) -> str | None:
-        """The job's type, as the submitter recorded it (for log labels)."""
-        return self.get("type")
-
-
-@dataclass(frozen=True)
-class TaskSpec:
-    """One task to create in a batch: its full name (which names its queue) and request."""
-
-    name: str
-    envelope: TaskEnvelope
-    headers: Mapping[str, str]
-    budget_seconds: float
-    schedule_time: dt.datetime | None = None
-
-
-def queue_of(task_name: str) -> str:
-    """The queue path a full task name belongs to."""
-    return task_name.rsplit("/tasks/", 1)[0]
 
 
 class TaskQueue:
@@ -453,55 +356,6 @@ class TaskQueue:
         except gexc.GoogleAPICallError as e:
             raise EnqueueError(f"could not read task {task_name}: {e}") from e
         return True
-
-    def queue_state(
-        self, queue: str | None = None, *, timeout: float = _STATE_TIMEOUT
-    ) -> QueueState:
-        """A queue's state, rate and pending tasks, all within ``timeout``, or why not."""
-        end = time.monotonic() + timeout
-        path = self.path_of(queue)
-        try:
-            answer = self.client.get_queue(name=path, retry=None, timeout=timeout)
-        except (gexc.GoogleAPICallError, gexc.RetryError) as e:
-            log.warning("cannot read queue %s: %s", path, e)
-            code = getattr(e, "code", None)
-            return QueueState(path, error=f"cannot reach Cloud Tasks ({code or e})")
-        pending, more = self._count_tasks(path, end)
-        return QueueState(
-            path,
-            state=_QUEUE_STATES.get(int(answer.state), "unknown"),
-            max_dispatches_per_second=answer.rate_limits.max_dispatches_per_second,
-            max_concurrent_dispatches=answer.rate_limits.max_concurrent_dispatches,
-            pending=pending,
-            pending_more=more,
-        )
-
-    def _count_tasks(self, path: str, end: float) -> tuple[int | None, bool]:
-        """Tasks in the queue (Cloud Tasks v2 has no count): ListTasks pages until ``end``.
-
-        Returns the count and whether there are more than were counted; None when not
-        even the first page could be read.
-        """
-        pending, token = 0, ""
-        for _ in range(_STATE_PAGES):
-            left = end - time.monotonic()
-            if left <= 0:
-                return pending, True
-            try:
-                # One page per call: iterating the pager would fetch every page, unbounded.
-                page = self.client.list_tasks(
-                    request={"parent": path, "page_size": 1000, "page_token": token},
-                    retry=None,
-                    timeout=left,
-                )
-            except (gexc.GoogleAPICallError, gexc.RetryError) as e:
-                log.warning("cannot list the tasks of %s: %s", path, e)
-                return (pending, True) if token else (None, False)
-            pending += len(page.tasks)
-            token = page.next_page_token
-            if not token:
-                return pending, False
-        return pending, True
 
     def close(self) -> None:
         """Close the gRPC channel."""

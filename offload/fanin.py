@@ -11,7 +11,8 @@ from __future__ import annotations
 import datetime as dt
 import logging
 
-from offload.enqueue import TaskEnvelope, TaskQueue
+from offload.enqueue import TaskQueue
+from offload.envelope import TaskEnvelope
 from offload.errors import EnqueueError
 from offload.store import QUEUED, Job, JobStore
 

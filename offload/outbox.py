@@ -16,7 +16,8 @@ import threading
 from dataclasses import dataclass
 from typing import Any
 
-from offload.enqueue import TaskEnvelope, TaskQueue, queue_of
+from offload.enqueue import TaskQueue
+from offload.envelope import TaskEnvelope, queue_of
 from offload.errors import EnqueueError, OffloadError
 from offload.fanin import wake_overdue
 from offload.ids import task_id_for

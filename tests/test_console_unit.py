@@ -16,11 +16,13 @@ import pytest
 from flask import Flask
 from flask.testing import FlaskClient
 
-from offload.enqueue import TaskEnvelope, TaskQueue
+from offload.enqueue import TaskQueue
+from offload.envelope import TaskEnvelope
 from offload.errors import ConfigError
 from offload.flaskapp import get_settings
 from offload.ids import new_job_id
 from offload.keys import hash_key
+from offload.queuestate import queue_state
 from offload.registry import get_registry
 from offload.settings import Settings
 from offload.store import FAILED, SUCCEEDED, JobStore, NewJob, utcnow
@@ -207,7 +209,7 @@ def test_queue_state_counts_pending_tasks_and_sees_a_pause(emulator: Stack) -> N
     tasks = TaskQueue(queue_config(f"127.0.0.1:{emulator.emulator_port}"))
     admin = emulator.tasks_client()
     try:
-        before = tasks.queue_state()
+        before = queue_state(tasks)
         assert before.error is None and before.state == "running"
         assert before.max_dispatches_per_second == 500
         later = utcnow() + dt.timedelta(hours=1)
@@ -220,9 +222,9 @@ def test_queue_state_counts_pending_tasks_and_sees_a_pause(emulator: Stack) -> N
                 budget_seconds=10,
                 schedule_time=later,
             )
-        assert tasks.queue_state().pending == (before.pending or 0) + 3
+        assert queue_state(tasks).pending == (before.pending or 0) + 3
         admin.pause_queue(name=tasks.queue_path)
-        assert tasks.queue_state().state == "paused"
+        assert queue_state(tasks).state == "paused"
     finally:
         admin.resume_queue(name=tasks.queue_path)
         tasks.close()
@@ -241,7 +243,7 @@ def test_queue_state_says_unavailable_when_cloud_tasks_cannot_be_reached() -> No
     tasks = TaskQueue(queue_config(f"127.0.0.1:{free_port()}"))
     try:
         start = time.monotonic()
-        state = tasks.queue_state(timeout=1.0)
+        state = queue_state(tasks, timeout=1.0)
         assert state.error is not None and "cannot reach Cloud Tasks" in state.error
         assert state.state is None and time.monotonic() - start < 10
     finally:
@@ -478,16 +480,16 @@ def test_counting_pending_tasks_stops_after_five_pages_or_a_failure() -> None:
 
     client = Endless()
     tasks = TaskQueue(queue_config(""), client=client)
-    state = tasks.queue_state()
+    state = queue_state(tasks)
     assert (state.state, state.pending, state.pending_more) == ("running", 5000, True)
     assert client.calls.count("list_tasks") == 5
     client.calls.clear()
     client.fail_after = 2  # get_queue, one page, then the second page fails
-    state = tasks.queue_state()
+    state = queue_state(tasks)
     assert (state.error, state.pending, state.pending_more) == (None, 1000, True)
     client.calls.clear()
     client.fail_after = 1  # not even the first page
-    state = tasks.queue_state()
+    state = queue_state(tasks)
     assert state.error is None and state.pending is None
 
 

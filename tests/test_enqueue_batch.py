@@ -5,7 +5,8 @@ from __future__ import annotations
 import datetime as dt
 from typing import Any
 
-from offload.enqueue import BATCH_CREATE_MAX, TaskEnvelope, TaskQueue, TaskSpec
+from offload.enqueue import BATCH_CREATE_MAX, TaskQueue
+from offload.envelope import TaskEnvelope, TaskSpec
 from offload.ids import new_job_id, task_id_for
 from offload.settings import load_settings
 from offload.store import utcnow

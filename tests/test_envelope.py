@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from offload.enqueue import TaskEnvelope
+from offload.envelope import TaskEnvelope
 from offload.errors import EnvelopeError
 from offload.ids import new_job_id
 

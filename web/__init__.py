@@ -11,7 +11,17 @@ from offload import fanin, readiness, webhook_dispatch
 from offload.enqueue import TaskQueue
 from offload.flaskapp import base_app, get_settings, get_store
 from offload.readiness import Probe, store_check, tasks_check
-from web import api, batch, children, console, longpoll, openapi, security, stream
+from web import (
+    api,
+    batch,
+    children,
+    console,
+    jobs,  # noqa: F401 - its routes join api.bp before it is registered
+    longpoll,
+    openapi,
+    security,
+    stream,
+)
 
 __all__ = ["create_app"]
 

@@ -16,7 +16,7 @@ from flask import Blueprint, Response, current_app, jsonify
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from sqlalchemy.exc import SQLAlchemyError
 
-from offload.enqueue import TaskEnvelope, TaskSpec
+from offload.envelope import TaskEnvelope, TaskSpec
 from offload.errors import StoreError
 from offload.flaskapp import get_settings, get_store
 from offload.problems import ProblemError, validation_errors

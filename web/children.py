@@ -8,7 +8,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from offload.flaskapp import get_settings, get_store
 from offload.ids import is_job_id
 from offload.problems import ProblemError, validation_errors
-from web.api import visible_job
+from web.jobs import visible_job
 
 __all__ = ["bp"]
 

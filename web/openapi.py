@@ -19,6 +19,7 @@ from offload.store import STATUSES
 from web.batch import MAX_BATCH
 from web.longpoll import MAX_WAIT_SECONDS
 from web.openapi_batch import batch_item_schema, batch_paths
+from web.openapi_parts import EVENTS_DESCRIPTION, SCHEMES, SSE_EVENT, WEBHOOK
 from web.schemas import (
     MAX_DELAY_SECONDS,
     BatchAnswer,
@@ -126,33 +127,6 @@ def _job(description: str, *, location: bool = False, links: bool = False) -> di
     return answer
 
 
-_SSE_EVENT = {
-    "type": "object",
-    "description": "One event of the stream; `data` is JSON (see the operation's text).",
-    "required": ["event", "data", "id"],
-    "properties": {
-        "event": {"enum": ["status", "progress", "attempt", "step", "finished"]},
-        "data": {"type": "string", "contentMediaType": "application/json"},
-        "id": {"type": "string"},
-        "retry": {"type": "integer"},
-    },
-}
-
-_EVENTS_DESCRIPTION = """Server-Sent Events (text/event-stream) of the job's changes, oldest first:
-
-- `status`: `{"status", "reason", "attempts", "cancel_requested"}` (queued, running, ...)
-- `progress`: `{"fraction", "message"}`
-- `attempt`: `{"number", "delivery"}` when an attempt starts, `{"number", "outcome"}` when it ends
-- `step`: `{"name", "status", "run"}` when a durable job's `ctx.step` starts, succeeds or fails
-- `finished`: the job resource (as `GET /jobs/{job_id}` answers it); the stream then ends
-
-Every event has an `id:`; reconnect with `Last-Event-ID` to get what came after it, and
-nothing twice. An idle stream carries a `: keep-alive` comment every 15 s, and ends
-after `OFFLOAD_STREAM_MAX_SECONDS` (280 s) so that it ends before the platform cuts it:
-reconnect with `Last-Event-ID`. Behind App Engine standard, which buffers streamed
-answers, the events arrive together when the stream ends: prefer `?wait=` there."""
-
-
 def _submit_branch(jt: JobType, payload_ref: str) -> dict[str, Any]:
     return {
         "type": "object",
@@ -177,35 +151,6 @@ def _submit_branch(jt: JobType, payload_ref: str) -> dict[str, Any]:
     }
 
 
-# What each OFFLOAD_API_AUTH mode enforces, as OpenAPI security schemes: the document
-# describes the running service, so clients and checkers (schemathesis sends requests
-# without and with wrong credentials) see what it really asks for.
-_SCHEMES: dict[str, dict[str, Any]] = {
-    "api_key": {
-        "bearerKey": {
-            "type": "http",
-            "scheme": "bearer",
-            "description": "An API key as a bearer token.",
-        },
-        "apiKeyHeader": {
-            "type": "apiKey",
-            "in": "header",
-            "name": "X-API-Key",
-            "description": "An API key in its own header.",
-        },
-    },
-    "iap": {
-        "iapAssertion": {
-            "type": "apiKey",
-            "in": "header",
-            "name": "X-Goog-IAP-JWT-Assertion",
-            "description": "Identity-Aware Proxy's signed assertion (set by IAP, not clients).",
-        },
-    },
-    "none": {},
-}
-
-
 def _without_auth_problems(paths: dict[str, Any]) -> None:
     """No credentials are asked for: no operation can answer 401 or 403."""
     for item in paths.values():
@@ -218,7 +163,7 @@ def _without_auth_problems(paths: dict[str, Any]) -> None:
 def build_spec(registry: JobRegistry, auth_mode: str) -> dict[str, Any]:
     """The OpenAPI 3.1 document for ``registry``'s job types and ``auth_mode``'s security."""
     spec = _build_spec(registry)
-    schemes = _SCHEMES[auth_mode]
+    schemes = SCHEMES[auth_mode]
     spec["components"]["securitySchemes"] = schemes
     if schemes:
         spec["security"] = [{name: []} for name in schemes]
@@ -375,7 +320,7 @@ def _build_spec(registry: JobRegistry) -> dict[str, Any]:
                 "get": {
                     "operationId": "stream_job_events",
                     "summary": "The job's events as they happen (Server-Sent Events).",
-                    "description": _EVENTS_DESCRIPTION,
+                    "description": EVENTS_DESCRIPTION,
                     "parameters": [
                         {
                             "name": "Last-Event-ID",
@@ -390,7 +335,7 @@ def _build_spec(registry: JobRegistry) -> dict[str, Any]:
                             "description": "The event stream.",
                             "headers": _HEADERS,
                             # OpenAPI 3.1 (before 3.2's itemSchema): the schema is one event's.
-                            "content": {"text/event-stream": {"schema": _SSE_EVENT}},
+                            "content": {"text/event-stream": {"schema": SSE_EVENT}},
                         },
                         **_problems(401, 403, 404, 422, 503),
                     },
@@ -463,58 +408,8 @@ def _build_spec(registry: JobRegistry) -> dict[str, Any]:
         },
     }
     spec["paths"].update(batch_paths(_JOB_ID, _problems, _HEADERS, MAX_BATCH))
-    spec["webhooks"] = {"jobFinished": _WEBHOOK}
+    spec["webhooks"] = {"jobFinished": WEBHOOK}
     return spec
-
-
-def _signature_header(name: str, description: str) -> dict[str, Any]:
-    return {"name": name, "in": "header", "required": True, "description": description}
-
-
-# What a `notify.url` receives once its job has finished (OpenAPI 3.1 `webhooks`).
-_WEBHOOK: dict[str, Any] = {
-    "post": {
-        "operationId": "job_finished",
-        "summary": "Sent to `notify.url` when the job has finished, signed at send time.",
-        "description": "Signed as the Standard Webhooks specification says, with the "
-        "secret OFFLOAD_WEBHOOK_SECRET (`whsec_` form). Any 2xx answer ends the delivery; "
-        "anything else is retried with the webhook queue's backoff, each try signed anew.",
-        "parameters": [
-            dict(
-                _signature_header("webhook-id", "The delivery's id, the same on every try."),
-                schema={"type": "string"},
-            ),
-            dict(
-                _signature_header("webhook-timestamp", "Unix seconds when this try was sent."),
-                schema={"type": "string", "pattern": "^[0-9]+$"},
-            ),
-            dict(
-                _signature_header(
-                    "webhook-signature",
-                    "`v1,<base64 HMAC-SHA256 of id.timestamp.body>`, space-separated.",
-                ),
-                schema={"type": "string"},
-            ),
-        ],
-        "requestBody": {
-            "required": True,
-            "content": {
-                "application/json": {
-                    "schema": {
-                        "type": "object",
-                        "required": ["type", "timestamp", "data"],
-                        "properties": {
-                            "type": {"enum": ["job.succeeded", "job.failed", "job.cancelled"]},
-                            "timestamp": {"type": "string", "format": "date-time"},
-                            "data": {"$ref": _REF.format(model="JobResource")},
-                        },
-                    }
-                }
-            },
-        },
-        "responses": {"2XX": {"description": "Received; not sent again."}},
-    }
-}
 
 
 @bp.get("/openapi.json")

@@ -17,7 +17,7 @@ from flask import Blueprint, Response, current_app, request, stream_with_context
 from offload.flaskapp import get_settings, get_store
 from offload.problems import ProblemError
 from offload.store.events import FINISHED_EVENT, Event
-from web.api import visible_job
+from web.jobs import visible_job
 from web.longpoll import get_hub
 
 __all__ = ["bp", "event_stream"]

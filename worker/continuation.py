@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from offload.enqueue import TaskEnvelope, TaskQueue
+from offload.enqueue import TaskQueue
+from offload.envelope import TaskEnvelope
 from offload.ids import continuation_task_id
 from offload.registry import JobRegistry
 from offload.store import Job

@@ -7,7 +7,8 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from offload.enqueue import TaskEnvelope, TaskQueue, TaskSpec
+from offload.enqueue import TaskQueue
+from offload.envelope import TaskEnvelope, TaskSpec
 from offload.errors import PermanentError, TransientError
 from offload.ids import child_job_id, task_id_for
 from offload.registry import JobRegistry

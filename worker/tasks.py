@@ -8,7 +8,8 @@ import re
 from flask import Blueprint, Response, current_app, request
 
 from offload.authn import AuthError, caller_of
-from offload.enqueue import TaskEnvelope, TaskQueue
+from offload.enqueue import TaskQueue
+from offload.envelope import TaskEnvelope
 from offload.errors import EnvelopeError, StoreError
 from offload.flaskapp import get_settings, get_store, no_content
 from offload.logs import log_context

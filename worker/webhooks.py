@@ -17,7 +17,7 @@ import logging
 from flask import Blueprint, Response, current_app, request
 
 from offload.authn import AuthError, caller_of
-from offload.enqueue import TaskEnvelope
+from offload.envelope import TaskEnvelope
 from offload.errors import EnvelopeError
 from offload.flaskapp import get_settings, get_store, no_content
 from offload.logs import log_context

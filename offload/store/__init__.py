@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from offload.store.jobstore import CancelOutcome, Claim, JobStore, NewJob, utcnow
+from offload.store.jobstore import CancelOutcome, JobStore, NewJob
 from offload.store.models import (
     CANCELLED,
     FAILED,
@@ -13,7 +13,9 @@ from offload.store.models import (
     SUCCEEDED,
     Attempt,
     Job,
+    utcnow,
 )
+from offload.store.runs import Claim
 
 __all__ = [
     "CANCELLED",

@@ -16,6 +16,7 @@ __all__ = [
     "Delivery",
     "Job",
     "Step",
+    "utcnow",
 ]
 
 QUEUED = "queued"
@@ -30,6 +31,11 @@ FINISHED = frozenset({SUCCEEDED, FAILED, CANCELLED})
 WAKEUP_ENQUEUING = "enqueuing"  # recorded; web is creating the task right now
 WAKEUP_PENDING = "pending"  # not in Cloud Tasks: the reconciler will create it
 WAKEUP_ENQUEUED = "enqueued"  # the reconciler saw the task in Cloud Tasks
+
+
+def utcnow() -> dt.datetime:
+    """The current time, aware, in UTC."""
+    return dt.datetime.now(dt.UTC)
 
 
 def _iso(value: dt.datetime | None) -> str | None:

@@ -12,7 +12,7 @@ from werkzeug.wrappers import Response as BaseResponse
 
 from offload.ids import is_job_id
 from offload.problems import ProblemError
-from web import api
+from web import jobs
 from web.console.access import require_role
 from web.console.blueprint import bp
 from web.console.views import job_resource
@@ -45,7 +45,7 @@ def cancel_job(job_id: str) -> BaseResponse:
     """Cancel the job (the API's DELETE /jobs/{id})."""
     require_role("submit")
     try:
-        answer = api.cancel_job(job_id)
+        answer = jobs.cancel_job(job_id)
     except ProblemError as e:
         if e.status == 404:
             raise
@@ -63,7 +63,7 @@ def resubmit_job(job_id: str) -> BaseResponse:
     """Resubmit the job (the API's POST /jobs/{id}/resubmit)."""
     require_role("submit")
     try:
-        new_id = str(api.resubmit_job(job_id).get_json()["id"])
+        new_id = str(jobs.resubmit_job(job_id).get_json()["id"])
     except ProblemError as e:
         if e.status == 404:
             raise
@@ -90,7 +90,7 @@ def resubmit_many() -> BaseResponse | str | tuple[str, int]:
     done, refused = [], []
     for job_id in ids:
         try:
-            done.append((job_id, str(api.resubmit_job(job_id).get_json()["id"])))
+            done.append((job_id, str(jobs.resubmit_job(job_id).get_json()["id"])))
         except ProblemError as e:
             refused.append(f"{job_id}: {e.detail}")
     if done:

@@ -15,14 +15,15 @@ from offload.flaskapp import get_settings, get_store
 from offload.ids import is_job_id
 from offload.logsearch import LogSearchError, request_entries
 from offload.problems import ProblemError
+from offload.queuestate import queue_state
 from offload.registry import get_registry
 from offload.requestctx import is_valid_request_id
 from offload.store import FAILED, FINISHED, STATUSES, utcnow
 from offload.store.overview import by_request_id, finished_per_minute, status_counts
-from web import api
 from web.auth import Principal
 from web.console.blueprint import bp
 from web.console.chart import minute_chart
+from web.jobs import get_job
 from web.schemas import ListQuery
 
 __all__ = ["job_resource", "pretty"]
@@ -43,7 +44,7 @@ def _principal() -> Principal:
 
 def job_resource(job_id: str) -> dict[str, Any]:
     """The job as ``GET /jobs/{id}`` shows it to this principal (404 if it may not see it)."""
-    resource: dict[str, Any] = api.get_job(job_id).get_json()
+    resource: dict[str, Any] = get_job(job_id).get_json()
     return resource
 
 
@@ -127,7 +128,7 @@ def list_jobs() -> BaseResponse | tuple[str, int]:
         counts=status_counts(store, since=hour_ago, owner=owner),
         chart=minute_chart(finished_per_minute(store, since=hour_ago, owner=owner), now),
         queues=[
-            tasks.queue_state(q)
+            queue_state(tasks, q)
             for q in sorted(get_registry(current_app).queues(get_settings(current_app).queue))
         ],
         bulk=query.status == FAILED and principal.may("submit") and not searched,
@@ -163,7 +164,7 @@ def job_page(job_id: str) -> str:
 @bp.get("/jobs/<job_id>.json")
 def job_json(job_id: str) -> Response:
     """The job resource for the page's live view (the API's answer, session-authenticated)."""
-    return api.get_job(job_id)
+    return get_job(job_id)
 
 
 # The API's event stream (SSE), when this build has it: the live view then listens
