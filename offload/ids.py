@@ -70,6 +70,16 @@ def task_id_for(job_id: str, number: int = 0) -> str:
     return prefix if number == 0 else f"{prefix}-{number}"
 
 
+def lease_end_task_id(job_id: str, run: int) -> str:
+    """The task id that looks at a job again when run ``run``'s lease ends.
+
+    A delivery that finds the job held by run ``run`` makes it (the run may have died);
+    a lease is set once, at its run's claim, so one such task per run is enough and a
+    repeat is ``ALREADY_EXISTS``.
+    """
+    return f"{task_id_for(job_id)}-lease{run}"
+
+
 def continuation_task_id(job_id: str, run: int) -> str:
     """The task id that wakes run ``run`` of a job continued by its previous run.
 

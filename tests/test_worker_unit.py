@@ -13,6 +13,7 @@ from typing import Any
 import pytest
 from flask import Flask
 
+from offload.enqueue import TaskQueue
 from offload.errors import ConfigError
 from offload.ids import new_job_id
 from offload.registry import JobRegistry
@@ -215,3 +216,36 @@ def test_attempt_number_comes_from_the_proven_targets_headers_only(worker_app: F
     )
     assert r.status_code == 500
     assert [a.number for a in job(worker_app, job_id).attempt_log] == [1]
+
+
+def test_a_delivery_finding_the_job_held_looks_again_when_the_lease_ends(
+    worker_app: Flask,
+) -> None:
+    """Not at the queue's backoff pace: a task for the holder's lease end, and a 204."""
+    import datetime as dt
+
+    from offload.ids import lease_end_task_id
+    from offload.testing import InMemoryCloudTasks
+
+    cloud_tasks = InMemoryCloudTasks()
+    worker_app.extensions["offload.tasks"] = TaskQueue(
+        worker_app.extensions["offload.settings"], client=cloud_tasks
+    )
+    store: JobStore = worker_app.extensions["offload.store"]
+    job_id = add_job(worker_app, "demo.echo", {})
+    holder = store.claim(job_id, attempt=1, lease_seconds=60)  # a run holds it (or died)
+    assert holder.won and holder.job is not None and holder.job.lease_expires_at is not None
+    r = push(worker_app, job_id)
+    assert r.status_code == 204 and r.data == b""
+    (name,) = [n for n in cloud_tasks.tasks if n.endswith(lease_end_task_id(job_id, 1))]
+    when = cloud_tasks.tasks[name].schedule_time
+    assert when == holder.job.lease_expires_at + dt.timedelta(seconds=1)
+    # Again while the same run holds it: the same task (ALREADY_EXISTS), still a 204.
+    assert push(worker_app, job_id).status_code == 204
+    assert len(cloud_tasks.tasks) == 1
+    # Cloud Tasks refusing it: the push is retried as before.
+    store.finish(job_id, holder.token or "", status="succeeded", outcome="succeeded")
+    other = add_job(worker_app, "demo.echo", {})
+    assert store.claim(other, attempt=1, lease_seconds=60).won
+    cloud_tasks.unavailable = True
+    assert push(worker_app, other).status_code == 500

@@ -70,6 +70,10 @@ class Continuer(Protocol):
         """Create that task (``ALREADY_EXISTS`` counts as done); EnqueueError if not."""
         ...
 
+    def look_again_at_lease_end(self, job: Job) -> bool:
+        """A task for when the holding run's lease ends; EnqueueError if not created."""
+        ...
+
 
 def conclude(
     store: JobStore,
@@ -93,6 +97,23 @@ def conclude(
     return outcome
 
 
+def _busy(verdict: Verdict, continuer: Continuer | None) -> Outcome:
+    """Another run holds the job: look again when its lease ends, not at the backoff's pace.
+
+    The queue's backoff grows past a minute while a dead run's lease runs out; a task
+    scheduled for the lease's end (one per run) takes the job over at once. Without
+    it (Cloud Tasks refused), the push is retried as before.
+    """
+    holder = verdict.holder
+    if continuer is not None and holder is not None:
+        try:
+            if continuer.look_again_at_lease_end(holder):
+                return Outcome(False, f"{Reason.BUSY}: looked at again when run {holder.runs} ends")
+        except EnqueueError as e:
+            log.warning("no task for the lease's end of job %s: %s", holder.id, e)
+    return Outcome(True, Reason.BUSY, retry_after=verdict.retry_after)
+
+
 def _record(
     store: JobStore,
     delivery: Delivery,
@@ -105,7 +126,7 @@ def _record(
     if action is Action.DROP:
         return Outcome(False, verdict.detail or reason)
     if action is Action.BUSY:
-        return Outcome(True, Reason.BUSY, retry_after=verdict.retry_after)
+        return _busy(verdict, continuer)
     if action is Action.FAIL_UNCLAIMED:
         error = verdict.error_record() or error_record(reason, reason)
         if store.fail_unclaimed(delivery.job_id, reason=reason, error=error):
@@ -244,7 +265,9 @@ def _exc_info(error: BaseException | str | None) -> BaseException | None:
 def _report_unrun(delivery: Delivery, verdict: Verdict, outcome: Outcome) -> None:
     """Log a delivery that ran nothing (triage decided, or another run holds the job)."""
     job_id, action, reason = delivery.job_id, verdict.action, verdict.reason
-    if action is Action.BUSY:
+    if action is Action.BUSY and not outcome.retry:
+        log.info("job %s is being run by another delivery: %s", job_id, outcome.summary)
+    elif action is Action.BUSY:
         log.info("job %s is being run by another delivery: asking for a later retry", job_id)
     elif reason is Reason.UNKNOWN_JOB:
         log.error("delivery for unknown job %s: answered 204, or it is retried forever", job_id)

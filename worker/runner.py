@@ -122,7 +122,7 @@ def _take(
         left = 0.0
         if current.lease_expires_at is not None:
             left = (current.lease_expires_at - utcnow()).total_seconds()
-        return Verdict(Action.BUSY, Reason.BUSY, retry_after=max(1, round(left)))
+        return Verdict(Action.BUSY, Reason.BUSY, retry_after=max(1, round(left)), holder=current)
     return Run(claim.job, claim.token, job_type, max_attempts)
 
 

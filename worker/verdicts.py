@@ -24,6 +24,7 @@ from offload.errors import (
 )
 from offload.jsondepth import MAX_JSON_DEPTH, too_deep
 from offload.outcomes import Action, Reason
+from offload.store import Job
 
 __all__ = ["Verdict", "classify_error", "classify_result", "error_record"]
 
@@ -40,6 +41,7 @@ class Verdict:
     last_attempt: bool = False  # a retryable failure turned final: no attempts left
     detail: str = ""  # for the log line of verdicts that carry no error
     retry_after: int | None = None  # BUSY: seconds until the holder's lease ends
+    holder: Job | None = None  # BUSY: the job as its holding run left it (runs, lease)
 
     def error_record(self) -> dict[str, Any] | None:
         """The error as the job resource shows it, or None."""
