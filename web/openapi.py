@@ -326,8 +326,10 @@ def _build_spec(registry: JobRegistry) -> dict[str, Any]:
                             "name": "Last-Event-ID",
                             "in": "header",
                             "required": False,
-                            "description": "The id of the last event received.",
-                            "schema": {"type": "string", "pattern": "^[0-9]{1,18}$"},
+                            "description": "The id of the last event received; empty "
+                            "(as a client with none yet may send it) streams from the start.",
+                            # HTTP drops the blanks around a field value, and so does web.
+                            "schema": {"type": "string", "pattern": "^[ \t]*[0-9]{0,18}[ \t]*$"},
                         }
                     ],
                     "responses": {
