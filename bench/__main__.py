@@ -24,6 +24,7 @@ from bench import (
     celery_peer,
     coldstart,
     deadline,
+    durable,
     e2e,
     emulator_rates,
     store,
@@ -42,6 +43,7 @@ BENCHMARKS: dict[str, Callable[[Settings], list[Row]]] = {
     "waiters": waiters.run,
     "celery": celery_peer.run,
     "batch": batch.run,
+    "durable": durable.run,
 }
 
 COLUMNS = ("section", "measure", "value", "baseline", "ratio", "target", "verdict", "note")
