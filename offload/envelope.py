@@ -10,6 +10,7 @@ import datetime as dt
 import json
 from collections.abc import Mapping
 from dataclasses import dataclass
+from typing import Any
 
 from offload.errors import EnvelopeError
 from offload.ids import is_job_id
@@ -34,12 +35,7 @@ class TaskEnvelope(dict[str, str]):
     @classmethod
     def decode(cls, body: bytes) -> TaskEnvelope:
         """The envelope in a task body; :class:`EnvelopeError` if it is not one."""
-        try:
-            data = json.loads(body)
-        except (ValueError, RecursionError) as e:
-            raise EnvelopeError(f"the task body is not JSON ({type(e).__name__})") from None
-        if not isinstance(data, dict):
-            raise EnvelopeError("the task body is not a JSON object")
+        data = _json_object(body)
         job_id = data.get("job_id")
         if not isinstance(job_id, str) or not is_job_id(job_id):
             raise EnvelopeError("the task body names no job id")
@@ -53,11 +49,7 @@ class TaskEnvelope(dict[str, str]):
     @classmethod
     def decode_webhook(cls, body: bytes) -> str:
         """The delivery id in a webhook task's body; :class:`EnvelopeError` if none."""
-        try:
-            data = json.loads(body)
-        except (ValueError, RecursionError) as e:
-            raise EnvelopeError(f"the task body is not JSON ({type(e).__name__})") from None
-        delivery_id = data.get("delivery_id") if isinstance(data, dict) else None
+        delivery_id = _json_object(body).get("delivery_id")
         if not isinstance(delivery_id, str) or not 0 < len(delivery_id) <= 40:
             raise EnvelopeError("the task body names no webhook delivery")
         return delivery_id
@@ -87,3 +79,14 @@ class TaskSpec:
 def queue_of(task_name: str) -> str:
     """The queue path a full task name belongs to."""
     return task_name.rsplit("/tasks/", 1)[0]
+
+
+def _json_object(body: bytes) -> dict[str, Any]:
+    """The task body as a JSON object; :class:`EnvelopeError` if it is not one."""
+    try:
+        data = json.loads(body)
+    except (ValueError, RecursionError) as e:
+        raise EnvelopeError(f"the task body is not JSON ({type(e).__name__})") from None
+    if not isinstance(data, dict):
+        raise EnvelopeError("the task body is not a JSON object")
+    return data
