@@ -92,8 +92,19 @@ def app_config(tmp: Path, **overrides: Any) -> dict[str, Any]:
 
 
 @pytest.fixture
-def web_app(tmp_path: Path, emulator: Stack) -> Iterator[Flask]:
-    """The web app in process, enqueuing on the real emulator."""
+def web_app(tmp_path: Path) -> Iterator[Flask]:
+    """The web app in process, on the in-memory Cloud Tasks (no emulator process)."""
+    from offload.testing import InMemoryCloudTasks
+    from web import create_app
+
+    app = create_app(app_config(tmp_path), tasks_client=InMemoryCloudTasks())
+    yield app
+    app.extensions["offload.store"].dispose()
+
+
+@pytest.fixture
+def web_app_on_emulator(tmp_path: Path, emulator: Stack) -> Iterator[Flask]:
+    """The web app in process, enqueuing on the real emulator over gRPC."""
     from web import create_app
 
     app = create_app(

@@ -82,8 +82,8 @@ def test_healthz_touches_no_dependency(web_app: Flask, monkeypatch: pytest.Monke
     assert "the database is gone" in body["checks"]["store"]["detail"]
 
 
-def test_readyz_is_ready_with_a_store_and_the_emulator(web_app: Flask) -> None:
-    r = web_app.test_client().get("/readyz")
+def test_readyz_is_ready_with_a_store_and_the_emulator(web_app_on_emulator: Flask) -> None:
+    r = web_app_on_emulator.test_client().get("/readyz")
     assert r.status_code == 200, r.get_json()
     body = r.get_json()
     assert body["status"] == "ready"

@@ -1,7 +1,11 @@
-"""The web API through the in-process test client, enqueuing on the real emulator."""
+"""The web API through the in-process test client, on the in-memory Cloud Tasks.
+
+The first test also runs on the real emulator over gRPC; test_e2e_*.py run web itself.
+"""
 
 from __future__ import annotations
 
+import pytest
 from flask import Flask
 from flask.testing import FlaskClient
 from google.api_core import exceptions as gexc
@@ -9,7 +13,16 @@ from google.api_core import exceptions as gexc
 from offload.store import JobStore
 
 
-def test_submit_records_the_job_and_creates_its_task(client: FlaskClient, web_app: Flask) -> None:
+@pytest.fixture(params=["in-memory", "emulator"])
+def either_app(request: pytest.FixtureRequest) -> Flask:
+    """web on the in-memory Cloud Tasks, then on the real emulator."""
+    name = "web_app" if request.param == "in-memory" else "web_app_on_emulator"
+    app: Flask = request.getfixturevalue(name)
+    return app
+
+
+def test_submit_records_the_job_and_creates_its_task(either_app: Flask) -> None:
+    web_app, client = either_app, either_app.test_client()
     r = client.post("/jobs", json={"type": "demo.echo", "payload": {"x": 1}, "delay_seconds": 300})
     assert r.status_code == 202
     job = r.get_json()
