@@ -91,3 +91,27 @@ def test_a_job_that_stores_nothing_never_continues_and_meets_its_deadline(
     failed = job(app, job_id)
     assert (failed.status, failed.reason, failed.runs) == ("failed", "deadline_exceeded", 1)
     assert tasks.tasks == {}
+
+
+def test_a_step_that_overruns_its_slice_gets_the_deadline_and_keeps_the_steps_done(
+    tmp_path: Path,
+) -> None:
+    """The step in flight is interrupted and retried; a finished step never runs again."""
+    from worker import create_app
+
+    app = create_app(app_config(tmp_path, SLICE_SECONDS=1.0, JOB_MODULES="jobs,tests.testjobs"))
+    app.extensions["offload.tasks"] = TaskQueue(get_settings(app), client=InMemoryCloudTasks())
+    record = tmp_path / "executions.txt"
+    try:
+        job_id = add_job(app, "test.overrun", {"seconds": 5, "record": str(record)}, max_attempts=2)
+        assert push(app, job_id).status_code == 500  # DeadlineExceededError: retry it
+        first = job(app, job_id)
+        assert (first.status, first.reason, first.attempts) == ("queued", "deadline_exceeded", 1)
+        assert push(app, job_id, retry_count=1).status_code == 204  # the last attempt
+        done = job(app, job_id)
+        assert (done.status, done.reason, done.attempts) == ("failed", "deadline_exceeded", 2)
+        # The quick step ran once; the slow one was started by each attempt.
+        assert record.read_text().split() == ["quick", "slow", "slow"]
+        assert {s.name: s.status for s in done.steps} == {"quick": "finished", "slow": "failed"}
+    finally:
+        app.extensions["offload.store"].dispose()

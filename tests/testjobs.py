@@ -115,3 +115,25 @@ def where(ctx: JobContext, payload: Where) -> int:
     finally:
         os.close(fd)
     return os.getppid()
+
+
+class Overrun(BaseModel):
+    """A quick first step, then one that runs ``seconds`` (longer than a slice)."""
+
+    seconds: float
+    record: str
+
+
+def _noted(record: str, name: str, seconds: float) -> str:
+    with open(record, "a", encoding="utf-8") as f:
+        f.write(name + "\n")
+    time.sleep(seconds)
+    return name
+
+
+@job("test.overrun", payload=Overrun, deadline_seconds=600, max_attempts=2)
+def overrun(ctx: JobContext, payload: Overrun) -> list[str]:
+    """Its second step cannot fit any slice: DeadlineExceededError inside it, each run."""
+    first = ctx.step("quick", _noted, payload.record, "quick", 0.0)
+    second = ctx.step("slow", _noted, payload.record, "slow", payload.seconds)
+    return [first, second]
