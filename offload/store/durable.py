@@ -20,6 +20,7 @@ from offload.outcomes import Reason
 from offload.store import events
 from offload.store.models import QUEUED, RUNNING
 from offload.store.schema import jobs, steps
+from offload.store.statements import HELD_BY_TOKEN
 
 __all__ = ["STEP_FAILED", "STEP_FINISHED", "STEP_RUNNING", "DurableStore", "RunState"]
 
@@ -27,15 +28,7 @@ STEP_RUNNING = "running"
 STEP_FINISHED = "finished"
 STEP_FAILED = "failed"
 
-_FENCE = (
-    update(jobs)
-    .where(
-        jobs.c.id == bindparam("p_id"),
-        jobs.c.status == RUNNING,
-        jobs.c.lease_token == bindparam("p_token"),
-    )
-    .values(updated_at=bindparam("p_now"))
-)
+_FENCE = update(jobs).where(HELD_BY_TOKEN).values(updated_at=bindparam("p_now"))
 _SELECT_STATE = select(jobs.c.checkpoint).where(jobs.c.id == bindparam("p_id"))
 _SELECT_FINISHED = select(steps.c.name, steps.c.result).where(
     steps.c.job_id == bindparam("p_id"), steps.c.status == STEP_FINISHED

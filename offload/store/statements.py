@@ -18,6 +18,7 @@ from offload.store.schema import attempts, jobs, steps
 __all__ = [
     "CLOSE_ATTEMPT",
     "CLOSE_JOB",
+    "HELD_BY_TOKEN",
     "CLAIM",
     "CLAIM_EXPECTED",
     "INSERT_ATTEMPT",
@@ -107,15 +108,13 @@ INSERT_ATTEMPT = insert(attempts)
 # A new job: its values go as parameters, so the compiled INSERT is cached, not rebuilt.
 INSERT_JOB = insert(jobs)
 # The end of a claim (finish or release): the new column values go as parameters.
-CLOSE_JOB = (
-    update(jobs)
-    .where(
-        jobs.c.id == bindparam("p_id"),
-        jobs.c.status == RUNNING,
-        jobs.c.lease_token == bindparam("p_token"),
-    )
-    .returning(*STATE_COLUMNS)
+# The fence of every write a run makes: the job is still running under its claim's token.
+HELD_BY_TOKEN = and_(
+    jobs.c.id == bindparam("p_id"),
+    jobs.c.status == RUNNING,
+    jobs.c.lease_token == bindparam("p_token"),
 )
+CLOSE_JOB = update(jobs).where(HELD_BY_TOKEN).returning(*STATE_COLUMNS)
 CLOSE_ATTEMPT = update(attempts).where(
     attempts.c.job_id == bindparam("p_id"), attempts.c.finished_at.is_(None)
 )
